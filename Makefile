@@ -1,0 +1,37 @@
+# Two commands do all the setup on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY_STAMP  := $(VENV)/.tbcim-installed
+NPM_STAMP := node_modules/.tbcim-installed
+RESULTS   := results
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(PY_STAMP) $(NPM_STAMP)
+
+# torch first: the pinned CPU wheel, so nothing pulls the CUDA build.
+$(PY_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# The pinned npm solc (compiler fallback) and anvil (external node for tests).
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: setup
+	mkdir -p $(RESULTS)
+	$(BIN)/python scripts/deploy_local.py --out $(RESULTS)/deploy.json
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) node_modules $(RESULTS) .tbcim-cache

@@ -1,0 +1,42 @@
+"""The ``tbcim`` command: one sub-command module per part of the market.
+
+Each module in ``COMMANDS`` exposes ``register(subparsers)``, which adds its parser and sets
+``handler`` (a function taking the parsed namespace and returning an exit status).
+Input errors (:class:`tbcim.errors.TbcimError`) are printed as one clear line with exit status 2,
+before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from tbcim.errors import TbcimError
+
+COMMANDS = ("pricing", "auction", "matching")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tbcim", description="TBCIM: blockchain-aided edge FL service market."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"tbcim.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except TbcimError as err:
+        print(f"tbcim {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Lower level of TBCIM (section IV): client selection, data quality, costs, Stackelberg pricing."""

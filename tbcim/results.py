@@ -1,0 +1,85 @@
+"""Writing results: JSON, CSV and PNG, each written atomically (temp file, then rename).
+
+A run that fails half-way never leaves a truncated result behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: str | Path, payload: Any) -> Path:
+    """Write ``payload`` as indented JSON (numpy arrays and scalars allowed)."""
+    out = Path(path)
+    text = json.dumps(payload, indent=2, default=_to_jsonable, allow_nan=False)
+    _atomic_write_bytes(out, (text + "\n").encode())
+    return out
+
+
+def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write dict rows as CSV; the header is the union of keys in first-seen order."""
+    rows = list(rows)
+    fields: list[str] = []
+    for row in rows:
+        fields.extend(key for key in row if key not in fields)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()})
+    out = Path(path)
+    _atomic_write_bytes(out, buffer.getvalue().encode())
+    return out
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 130) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    out = Path(path)
+    _atomic_write_bytes(out, buffer.getvalue())
+    return out
+
+
+def new_figure(*args: Any, **kwargs: Any) -> Any:
+    """``plt.subplots`` on the headless Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
