@@ -1,16 +1,48 @@
-"""`tbcim pricing`: placeholder until its issue lands (owned by that issue's module)."""
+"""`tbcim pricing`: EMD selection and the exact Stackelberg equilibrium of a lower-level market."""
 
 from __future__ import annotations
 
 import argparse
 
-from tbcim.errors import TbcimError
+from tbcim.lower.config import load_config
+from tbcim.lower.gas import resolve_g_e
+from tbcim.lower.market import price_market
+from tbcim.lower.report import build_report, format_report
+from tbcim.lower.scenario import draw_eds, draw_reference
+from tbcim.results import write_json
+from tbcim.seeding import seed_everything
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("pricing", help="(not built yet)")
-    parser.set_defaults(handler=_not_built)
+    parser = subparsers.add_parser(
+        "pricing",
+        help="select EDs by EMD and price them at the exact Stackelberg equilibrium",
+        description="Section IV of TBCIM: Algorithm 2 (EMD selection) and the ES-ED "
+        "Stackelberg game, solved exactly. Without --config a default random market is drawn.",
+    )
+    parser.add_argument("--config", help="TOML or JSON configuration (see docs/pricing.md)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--gas-ledger",
+        help="JSON from `scripts/deploy_local.py --out FILE`: use its measured g_e",
+    )
+    parser.add_argument("--json", dest="json_out", help="write the full report as JSON here")
+    parser.set_defaults(handler=run)
 
 
-def _not_built(args: argparse.Namespace) -> int:
-    raise TbcimError("'tbcim pricing' is not built yet")
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)  # validated before any work
+    scenario = config.scenario
+    g_e, source = resolve_g_e(args.gas_ledger, scenario.market)
+    rng = seed_everything(args.seed)
+    if config.eds is None:
+        reference = draw_reference(rng, scenario)  # one task for the whole market
+        eds = draw_eds(rng, reference.repeat(scenario.n_servers, axis=0), scenario)
+    else:
+        eds = config.eds
+    market = price_market(eds, scenario, g_e)
+    report = build_report(market, scenario, g_e, source, args.seed)
+    print(format_report(report))
+    if args.json_out:
+        print(f"\nwrote {write_json(args.json_out, report)}")
+    return 0
