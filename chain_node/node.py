@@ -1,0 +1,359 @@
+"""ChainNode: the chain the ESs run, embedded (eth-tester + py-evm) or over JSON-RPC.
+
+Both backends share one interface. Transactions are queued with :meth:`ChainNode.send` and
+included by :meth:`ChainNode.mine`, which produces one block whose coinbase is the ES elected by
+proof of stake (:mod:`chain_node.consensus`); :meth:`ChainNode.transact` does both for one call.
+Every receipt's ``gasUsed`` goes to the :class:`~chain_node.gas_ledger.GasLedger`.
+
+A call that would revert is caught at gas estimation and raised as
+:class:`~chain_node.errors.ContractRevert` with the decoded custom error, so nothing is sent
+and no state changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_tester.exceptions import TransactionFailed
+from eth_utils import (
+    function_signature_to_4byte_selector,
+    to_canonical_address,
+    to_checksum_address,
+)
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+from web3.types import TxReceipt
+
+from chain_node.compiler import ContractArtifact, compile_contracts
+from chain_node.consensus import ProofOfStake
+from chain_node.errors import ChainError, ContractRevert
+from chain_node.gas_ledger import GasEntry, GasLedger
+
+EMBEDDED_GAS_LIMIT = 60_000_000
+ACCOUNT_BALANCE_WEI = 10**24
+_STANDARD_ERRORS = {"Error": ["string"], "Panic": ["uint256"]}
+# web3 raises these for JSON-RPC nodes; the eth-tester provider raises its TransactionFailed.
+_REVERTS = (ContractCustomError, ContractLogicError, ContractPanicError, TransactionFailed)
+
+
+@dataclass
+class _Pending:
+    tx_hash: bytes
+    contract: str
+    function: str
+    role: str
+    round: int | None
+    sender: str
+
+
+def _revert_data(err: BaseException) -> bytes | None:
+    """The revert payload of a failed estimate/call: web3 keeps it as hex in ``.data``,
+    eth-tester as raw bytes in the args of an exception somewhere down the cause chain."""
+    seen: BaseException | None = err
+    while seen is not None:
+        data = getattr(seen, "data", None)
+        if isinstance(data, str) and data.startswith("0x"):
+            return bytes.fromhex(data[2:])
+        for arg in seen.args:
+            if isinstance(arg, bytes):
+                return arg
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class _Miner:
+    """How blocks are produced on a backend."""
+
+    backend = "abstract"
+
+    def mine(self, coinbase: str) -> None:
+        raise NotImplementedError
+
+
+class _EthTesterMiner(_Miner):
+    backend = "py-evm"
+
+    def __init__(self, tester: Any) -> None:
+        self.tester = tester
+
+    def mine(self, coinbase: str) -> None:
+        # eth-tester applies queued transactions to the pending header, then stamps the coinbase
+        # on the mined header: fees would go to the zero address and the block would not
+        # re-import (state-root mismatch). Setting the coinbase on the pending header first
+        # makes execution and header agree.
+        chain = self.tester.backend.chain
+        chain.header = chain.header.copy(coinbase=to_canonical_address(coinbase))
+        self.tester.mine_blocks(num_blocks=1, coinbase=coinbase)
+
+
+class _RpcMiner(_Miner):
+    """Anvil/Hardhat-style manual mining; plain nodes mine on their own (coinbase is theirs)."""
+
+    backend = "rpc"
+
+    def __init__(self, w3: Web3) -> None:
+        self.w3 = w3
+        self.manual = self._try("evm_setAutomine", [False])
+
+    def _try(self, method: str, params: list[Any]) -> bool:
+        response = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+        return "error" not in response
+
+    def mine(self, coinbase: str) -> None:
+        if self.manual:
+            self._try("anvil_setCoinbase", [coinbase])
+            self._try("evm_mine", [])
+
+
+class ChainNode:
+    """A chain run by ``n_servers`` ESs, with a requester and ``n_devices`` ED accounts."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        miner: _Miner,
+        accounts: Sequence[str],
+        *,
+        n_servers: int,
+        n_devices: int,
+        revenues: Sequence[float] | None = None,
+        seed: int = 0,
+    ) -> None:
+        needed = 1 + n_servers + n_devices
+        if n_servers < 1 or n_devices < 0:
+            raise ChainError("need at least one ES and a non-negative number of EDs")
+        if len(accounts) < needed:
+            raise ChainError(f"the node has {len(accounts)} accounts, {needed} are needed")
+        self.w3 = w3
+        self._miner = miner
+        self.requester = to_checksum_address(accounts[0])
+        self.servers = [to_checksum_address(a) for a in accounts[1 : 1 + n_servers]]
+        self.devices = [to_checksum_address(a) for a in accounts[1 + n_servers : needed]]
+        self.pos = ProofOfStake(revenues if revenues is not None else [1.0] * n_servers, seed)
+        self.ledger = GasLedger()
+        self.producers: list[str] = []
+        self._artifacts: dict[str, ContractArtifact] | None = None
+        self._names: dict[str, str] = {}
+        self._errors: dict[bytes, tuple[str, list[str]]] = {}
+        self._pending: list[_Pending] = []
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def embedded(
+        cls,
+        n_servers: int = 3,
+        n_devices: int = 10,
+        *,
+        revenues: Sequence[float] | None = None,
+        seed: int = 0,
+    ) -> ChainNode:
+        """An in-process eth-tester chain on py-evm with auto-mine off."""
+        from eth_tester import EthereumTester, PyEVMBackend
+        from web3.providers.eth_tester import EthereumTesterProvider
+
+        n_accounts = 1 + n_servers + n_devices
+        state = PyEVMBackend.generate_genesis_state(
+            num_accounts=n_accounts, overrides={"balance": ACCOUNT_BALANCE_WEI}
+        )
+        params = PyEVMBackend.generate_genesis_params(overrides={"gas_limit": EMBEDDED_GAS_LIMIT})
+        backend = PyEVMBackend(genesis_parameters=params, genesis_state=state)
+        tester = EthereumTester(backend=backend, auto_mine_transactions=False)
+        w3 = Web3(EthereumTesterProvider(tester))
+        return cls(
+            w3,
+            _EthTesterMiner(tester),
+            tester.get_accounts(),
+            n_servers=n_servers,
+            n_devices=n_devices,
+            revenues=revenues,
+            seed=seed,
+        )
+
+    @classmethod
+    def connect(
+        cls,
+        rpc_url: str,
+        n_servers: int = 3,
+        n_devices: int = 10,
+        *,
+        revenues: Sequence[float] | None = None,
+        seed: int = 0,
+        timeout: float = 30.0,
+    ) -> ChainNode:
+        """Any Ethereum JSON-RPC endpoint whose node holds unlocked, funded accounts."""
+        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        if not w3.is_connected():
+            raise ChainError(f"no Ethereum JSON-RPC node answers at {rpc_url}")
+        return cls(
+            w3,
+            _RpcMiner(w3),
+            w3.eth.accounts,
+            n_servers=n_servers,
+            n_devices=n_devices,
+            revenues=revenues,
+            seed=seed,
+        )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def backend(self) -> str:
+        return self._miner.backend
+
+    @property
+    def block_number(self) -> int:
+        return int(self.w3.eth.block_number)
+
+    def role_of(self, address: str) -> str:
+        if address == self.requester:
+            return "requester"
+        if address in self.servers:
+            return "es"
+        if address in self.devices:
+            return "ed"
+        return "other"
+
+    # ------------------------------------------------------------------ contracts
+    def artifacts(self) -> dict[str, ContractArtifact]:
+        if self._artifacts is None:
+            self._artifacts = compile_contracts()
+        return self._artifacts
+
+    def use_artifacts(self, artifacts: dict[str, ContractArtifact]) -> None:
+        """Deploy from these artifacts instead of ``contracts/`` (e.g. test contracts)."""
+        self._artifacts = artifacts
+
+    def _register_abi(self, name: str, address: str, abi: list[dict[str, Any]]) -> None:
+        self._names[to_checksum_address(address)] = name
+        for item in abi:
+            if item.get("type") == "error":
+                types = [inp["type"] for inp in item.get("inputs", [])]
+                signature = f"{item['name']}({','.join(types)})"
+                self._errors[function_signature_to_4byte_selector(signature)] = (
+                    item["name"],
+                    types,
+                )
+
+    def deploy(self, name: str, *args: Any, sender: str, value: int = 0) -> Contract:
+        """Deploy contract ``name`` (compiled from source), mining one block."""
+        artifacts = self.artifacts()
+        if name not in artifacts:
+            raise ChainError(f"no compiled contract named {name!r} (have {sorted(artifacts)})")
+        art = artifacts[name]
+        factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        constructor = factory.constructor(*args)
+        tx = {"from": sender, "value": value}
+        try:
+            gas = constructor.estimate_gas(tx)
+        except _REVERTS as err:
+            self._register_abi(name, "0x" + "00" * 20, art.abi)
+            raise self._decode_revert(name, "constructor", err) from err
+        tx_hash = constructor.transact({**tx, "gas": gas + gas // 5})
+        self._pending.append(_Pending(tx_hash, name, "deploy", self.role_of(sender), None, sender))
+        receipt = self.mine()[-1]
+        address = receipt["contractAddress"]
+        self._register_abi(name, address, art.abi)
+        return self.w3.eth.contract(address=address, abi=art.abi)
+
+    def contract_name(self, address: str) -> str:
+        return self._names.get(to_checksum_address(address), address)
+
+    # ------------------------------------------------------------------ transactions
+    def _decode_revert(self, contract: str, function: str, err: BaseException) -> ContractRevert:
+        raw = _revert_data(err)
+        if raw is not None and len(raw) >= 4:
+            selector, body = raw[:4], raw[4:]
+            known = dict(self._errors)
+            for std, types in _STANDARD_ERRORS.items():
+                known[function_signature_to_4byte_selector(f"{std}({types[0]})")] = (std, types)
+            if selector in known:
+                error_name, types = known[selector]
+                return ContractRevert(
+                    contract, function, error_name, tuple(abi_decode(types, body))
+                )
+        return ContractRevert(contract, function, "Revert", (str(err),))
+
+    def send(
+        self,
+        fn: ContractFunction,
+        *,
+        sender: str,
+        role: str | None = None,
+        round: int | None = None,
+        value: int = 0,
+    ) -> bytes:
+        """Queue ``fn`` from ``sender`` for the next block; reverts raise before sending."""
+        contract = self.contract_name(fn.address)
+        tx = {"from": sender, "value": value}
+        try:
+            gas = fn.estimate_gas(tx)
+        except _REVERTS as err:
+            raise self._decode_revert(contract, fn.fn_name, err) from err
+        tx_hash = fn.transact({**tx, "gas": gas + gas // 5})
+        self._pending.append(
+            _Pending(tx_hash, contract, fn.fn_name, role or self.role_of(sender), round, sender)
+        )
+        return tx_hash
+
+    def mine(self) -> list[TxReceipt]:
+        """Produce one block with the queued transactions; record each receipt's gas."""
+        producer = self.servers[self.pos.elect()]
+        self._miner.mine(producer)
+        pending, self._pending = self._pending, []
+        receipts = []
+        for p in pending:
+            receipt = self.w3.eth.wait_for_transaction_receipt(p.tx_hash, timeout=120)
+            block_producer = to_checksum_address(
+                self.w3.eth.get_block(receipt["blockNumber"])["miner"]
+            )
+            self.ledger.record(
+                GasEntry(
+                    contract=p.contract,
+                    function=p.function,
+                    role=p.role,
+                    round=p.round,
+                    sender=p.sender,
+                    gas_used=int(receipt["gasUsed"]),
+                    tx_hash=receipt["transactionHash"].to_0x_hex(),
+                    block=int(receipt["blockNumber"]),
+                    producer=block_producer,
+                )
+            )
+            if receipt["status"] != 1:
+                raise ContractRevert(p.contract, p.function, "TransactionFailed", (p.tx_hash,))
+            receipts.append(receipt)
+        self.producers.append(producer)
+        return receipts
+
+    def transact(
+        self,
+        fn: ContractFunction,
+        *,
+        sender: str,
+        role: str | None = None,
+        round: int | None = None,
+        value: int = 0,
+    ) -> TxReceipt:
+        """Send ``fn`` and mine it in its own block; returns the receipt."""
+        if self._pending:
+            raise ChainError("transactions are queued; mine() them before transact()")
+        self.send(fn, sender=sender, role=role, round=round, value=value)
+        return self.mine()[0]
+
+    def call(self, fn: ContractFunction, *, sender: str | None = None) -> Any:
+        """eth_call against the latest block; reverts raise ContractRevert."""
+        try:
+            return fn.call({"from": sender} if sender else {})
+        except _REVERTS as err:
+            raise self._decode_revert(self.contract_name(fn.address), fn.fn_name, err) from err
+
+    def advance_blocks(self, n: int) -> None:
+        """Mine ``n`` empty blocks (to pass a deadline τ)."""
+        if self._pending:
+            raise ChainError("transactions are queued; mine() them before advancing")
+        for _ in range(n):
+            self.mine()
