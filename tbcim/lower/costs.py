@@ -9,8 +9,9 @@ Normalisation of (32). Taken literally, the paper's constants (a6 = 3.48e-2, g_e
 a6·g_e·p_g = 26.7 money units per worker at its lowest gas price p_g = 1e-2, forty times the whole
 data utility U_d ≤ a5 = 0.64, so no ES would ever hire anyone. We count gas in units of
 ``gas_unit`` = 10⁴ gas (:class:`MarketParams`); the blockchain cost per worker is then
-0.27 %, 0.53 % and 1.07 % of a5 at the paper's gas prices 1e-2, 2e-2 and 4e-2, the same order as
-the marginal value of one ED's data, so the gas price moves the worker set (Fig. 8).
+2.7e-3, 5.3e-3 and 1.07e-2 (0.42 %, 0.84 % and 1.7 % of a5) at the paper's gas prices 1e-2,
+2e-2 and 4e-2: the order of one ED's marginal data utility, so the gas price moves the worker
+set (Fig. 8).
 """
 
 from __future__ import annotations
