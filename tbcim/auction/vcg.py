@@ -59,6 +59,25 @@ def unit_value_setting(setting: AuctionSetting, mechanism: str) -> UnitValueSett
     return setting
 
 
+def best_without_each(welfare: Array, n_servers: int) -> Array:
+    """max_{T ∌ s} W(T) for every s, shape (n, S), from the table W (n, 2^S) of (V2).
+
+    Column k has bit s of k set iff s ∈ T. Split k into its high and low bits (k = h·2^L + l):
+    for a high bit s the answer is the max over h without s of max_l W[h, l], for a low bit
+    the max over l without s of max_h W[h, l]; two passes over the table instead of S.
+    """
+    n = welfare.shape[0]
+    low_bits = n_servers // 2
+    table = welfare.reshape(n, 2 ** (n_servers - low_bits), 2**low_bits)
+    by_high = table.max(axis=2)  # (n, 2^H): best over the low bits
+    by_low = table.max(axis=1)  # (n, 2^L): best over the high bits
+    columns = []
+    for s in range(n_servers):
+        part, bit = (by_low, s) if s < low_bits else (by_high, s - low_bits)
+        columns.append(part.reshape(n, -1, 2, 2**bit)[:, :, 0, :].max(axis=(1, 2)))
+    return np.stack(columns, axis=1)
+
+
 class VCG:
     """VCG with reserve (single winner, (V1)) or exact enumeration + Clarke (multi, (V2)–(V3))."""
 
@@ -91,17 +110,17 @@ class VCG:
         masks = subset_masks(n_servers)
         (sizes, emds), inverse = unique_rows(profiles.data_sizes, profiles.emds)
         values = subset_values(sizes, emds, self.setting.quality)
-        without = [np.flatnonzero(masks[:, s] == 0) for s in range(n_servers)]
         z = np.zeros(profiles.shape)
         p = np.zeros(profiles.shape)
         step = max(1, MAX_TABLE_ENTRIES // masks.shape[0])
         for start in range(0, profiles.n_profiles, step):
             rows = slice(start, start + step)
             bids = profiles.bids[rows]
-            welfare = values[inverse[rows]] - bids @ masks.T
+            welfare = np.take(values, inverse[rows], axis=0)
+            welfare -= bids @ masks.T
             best = np.argmax(welfare, axis=1)
             best_welfare = welfare[np.arange(best.size), best]
-            welfare_without = np.stack([welfare[:, w].max(axis=1) for w in without], axis=1)
+            welfare_without = best_without_each(welfare, n_servers)
             z[rows] = masks[best]
             p[rows] = z[rows] * (bids + best_welfare[:, None] - welfare_without)
         return z, p

@@ -1,0 +1,214 @@
+"""Ex-post regret (2)/(4), measured more strongly than training measures it (MODEL-NOTES §2).
+
+For every profile and every ES s, with the others' bids fixed, the ES's utility (M1) at a
+misreport b'_s is u_s(b'_s) = p_s(b'_s, b_−s) − z_s(b'_s, b_−s)·c_s (true cost c = truthful bid).
+The misreport is one-dimensional, so we search it almost exhaustively
+(``docs/auction-mechanisms.md``, (E1)–(E4)):
+
+1. a dense grid of ``grid_points`` bids over V_s = [b_low, b̄];                             (E1)
+2. ``zoom_rounds`` rounds of a local grid of ``zoom_points`` around the best bid so far, each
+   round 5× finer (11 points): finds suprema at jumps, e.g. just below a rival's bid.        (E2)
+3. when a differentiable ``torch_outcome`` is given, ``refine_steps`` Adam steps of gradient
+   ascent on u_s from the best bid so far, projected onto V_s; the best iterate is re-scored
+   with the numpy ``outcome`` so that only the mechanism's own numbers enter the regret.        (E3)
+
+    rgt_s = max(0, max_{candidates b'} u_s(b') − u_s(c_s))                                 (E4)
+
+The same grid yields the monotonicity check: z_s must be non-increasing in b'_s; an increase
+above ``monotone_tol`` between neighbouring grid bids is a violation.                       (E5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from tbcim.auction.mechanism import Mechanism, Profiles, check_outcome
+from tbcim.auction.settings import AuctionSetting
+from tbcim.errors import ConfigError
+
+Array = NDArray[np.float64]
+TorchOutcome = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
+]
+
+#: Allowed rise of z_s (a probability) between neighbouring grid bids (E5).
+MONOTONE_TOL = 1e-3
+#: Upper bound on misreport profiles handed to ``outcome`` in one call.
+MAX_ROWS_PER_CALL = 100_000
+
+
+@dataclass(frozen=True)
+class MisreportScan:
+    """Per-(profile, ES) results of the search: regret (E4), best misreport, monotonicity (E5)."""
+
+    regret: Array
+    truthful_utility: Array
+    best_misreport: Array
+    monotone_violation: Array  # largest rise of z_s along the grid, ≥ 0
+
+
+def _positive_int(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ConfigError(name, f"must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class _UtilityProbe:
+    """Evaluates ES s's utility and allocation at many misreports (n rows × K bids each)."""
+
+    def __init__(
+        self, mechanism: Mechanism, setting: AuctionSetting, profiles: Profiles, server: int
+    ) -> None:
+        self.mechanism = mechanism
+        self.setting = setting
+        self.profiles = profiles
+        self.server = server
+
+    def __call__(self, misreports: Array) -> tuple[Array, Array]:
+        """misreports (n, K) → (utility, allocation), each (n, K)."""
+        n, k = misreports.shape
+        rows = np.repeat(np.arange(n), k)
+        bids = self.profiles.bids[rows].copy()
+        bids[:, self.server] = misreports.reshape(-1)
+        trial = Profiles(bids, self.profiles.data_sizes[rows], self.profiles.emds[rows])
+        z, p = self.mechanism.outcome(trial)
+        z, p = check_outcome(z, p, trial, self.setting.multi_winner, self.mechanism.name)
+        cost = self.profiles.bids[rows, self.server]
+        utility = p[:, self.server] - z[:, self.server] * cost
+        return utility.reshape(n, k), z[:, self.server].reshape(n, k)
+
+
+def _best(utility: Array, misreports: Array, best_u: Array, best_b: Array) -> None:
+    """Update (best_u, best_b) in place with the best of this batch of candidates."""
+    index = np.argmax(utility, axis=1)
+    rows = np.arange(utility.shape[0])
+    better = utility[rows, index] > best_u
+    best_u[better] = utility[rows, index][better]
+    best_b[better] = misreports[rows, index][better]
+
+
+def _gradient_refine(
+    torch_outcome: TorchOutcome,
+    profiles: Profiles,
+    server: int,
+    start: Array,
+    low: float,
+    high: float,
+    steps: int,
+    lr: float,
+) -> Array:
+    """Projected Adam ascent on u_s from ``start`` (E3); returns the best iterate per row."""
+    dtype = torch.get_default_dtype()
+    base = torch.as_tensor(profiles.bids, dtype=dtype)
+    sizes = torch.as_tensor(profiles.data_sizes, dtype=dtype)
+    emds = torch.as_tensor(profiles.emds, dtype=dtype)
+    cost = base[:, server]
+    onehot = torch.zeros(profiles.n_servers, dtype=dtype)
+    onehot[server] = 1.0
+    bid = torch.tensor(start, dtype=dtype, requires_grad=True)
+    optimiser = torch.optim.Adam([bid], lr=lr)
+    best_u = torch.full_like(cost, -torch.inf)
+    best_b = bid.detach().clone()
+    for _ in range(steps + 1):
+        bids = base * (1.0 - onehot) + bid[:, None] * onehot
+        z, p = torch_outcome(bids, sizes, emds)
+        utility = p[:, server] - z[:, server] * cost
+        with torch.no_grad():
+            better = utility > best_u
+            best_u = torch.where(better, utility, best_u)
+            best_b = torch.where(better, bid, best_b)
+        optimiser.zero_grad()
+        (-utility.sum()).backward()
+        optimiser.step()
+        with torch.no_grad():
+            bid.clamp_(low, high)
+    return best_b.detach().to(torch.float64).numpy()
+
+
+def misreport_scan(
+    mechanism: Mechanism,
+    profiles: Profiles,
+    setting: AuctionSetting,
+    *,
+    grid_points: int = 201,
+    refine_steps: int = 20,
+    zoom_rounds: int = 3,
+    zoom_points: int = 11,
+    torch_outcome: TorchOutcome | None = None,
+    monotone_tol: float = MONOTONE_TOL,
+) -> MisreportScan:
+    """Grid + zoom + gradient search (E1)–(E3) for every profile and ES; see the module doc."""
+    grid_points = _positive_int("grid_points", grid_points, 2)
+    refine_steps = _positive_int("refine_steps", refine_steps, 0)
+    zoom_rounds = _positive_int("zoom_rounds", zoom_rounds, 0)
+    zoom_points = _positive_int("zoom_points", zoom_points, 3)
+    if not np.isfinite(monotone_tol) or monotone_tol < 0:
+        raise ConfigError("monotone_tol", f"must be finite and >= 0, got {monotone_tol}")
+    profiles.validate(setting)
+    low, high = setting.bid_low, setting.bid_high
+    z, p = mechanism.outcome(profiles)
+    z, p = check_outcome(z, p, profiles, setting.multi_winner, mechanism.name)
+    truthful = p - z * profiles.bids
+    shape = profiles.shape
+    best_u = truthful.copy()
+    best_b = profiles.bids.copy()
+    violation = np.zeros(shape)
+    grid = np.linspace(low, high, grid_points)
+    step = (high - low) / (grid_points - 1)
+    chunk = max(1, MAX_ROWS_PER_CALL // grid_points)
+    for server in range(profiles.n_servers):
+        for start in range(0, profiles.n_profiles, chunk):
+            rows = slice(start, start + chunk)
+            part = profiles.take(rows)
+            probe = _UtilityProbe(mechanism, setting, part, server)
+            u_best, b_best = best_u[rows, server], best_b[rows, server]  # views, updated in place
+            candidates = np.broadcast_to(grid, (part.n_profiles, grid_points))
+            utility, allocation = probe(candidates)
+            _best(utility, candidates, u_best, b_best)
+            violation[rows, server] = np.maximum(np.diff(allocation, axis=1).max(axis=1), 0.0)
+            half_width = step
+            for _ in range(zoom_rounds):
+                offsets = np.linspace(-half_width, half_width, zoom_points)
+                local = np.clip(b_best[:, None] + offsets[None, :], low, high)
+                _best(*_utility_only(probe, local), u_best, b_best)
+                half_width = 2.0 * half_width / (zoom_points - 1)
+            if torch_outcome is not None and refine_steps > 0:
+                refined = _gradient_refine(
+                    torch_outcome, part, server, b_best.copy(), low, high, refine_steps, step
+                )
+                refined = np.clip(refined, low, high)[:, None]
+                _best(*_utility_only(probe, refined), u_best, b_best)
+    regret = np.maximum(best_u - truthful, 0.0)
+    return MisreportScan(regret, truthful, best_b, violation)
+
+
+def _utility_only(probe: _UtilityProbe, misreports: Array) -> tuple[Array, Array]:
+    utility, _ = probe(misreports)
+    return utility, misreports
+
+
+def regret_per_profile(
+    mechanism: Mechanism,
+    profiles: Profiles,
+    setting: AuctionSetting,
+    *,
+    grid_points: int = 201,
+    refine_steps: int = 20,
+    torch_outcome: TorchOutcome | None = None,
+    **search: int | float,
+) -> Array:
+    """Ex-post regret rgt_s of (E4) for every profile and ES, shape (B, S), in money units."""
+    return misreport_scan(
+        mechanism,
+        profiles,
+        setting,
+        grid_points=grid_points,
+        refine_steps=refine_steps,
+        torch_outcome=torch_outcome,
+        **search,  # type: ignore[arg-type]
+    ).regret
