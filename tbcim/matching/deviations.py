@@ -1,0 +1,96 @@
+"""Unilateral misreports: a seller pair's joint bid or one seller's bid, swept over a grid.
+
+The true market holds the costs; a mechanism runs on the reported market; utilities are payment
+minus true cost (27). Used by the truthfulness tests and by the Fig. 5 experiment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from tbcim.matching.model import Market, Outcome, SellerRef
+
+Mechanism = Callable[[Market], Outcome]
+_HUGE_FACTOR = 10.0
+
+
+def pair_utility(outcome: Outcome, true_market: Market, data: int, uav: int) -> float:
+    """Utility of the pair (data, uav) summed over its trades (it trades at most once)."""
+    t = outcome.matching.triples
+    rows = np.flatnonzero((t[:, 1] == data) & (t[:, 2] == uav))
+    true_joint = true_market.joint_bids[t[rows, 0], data, uav]
+    return float((outcome.pair_payments[rows] - true_joint).sum())
+
+
+def sweep_joint_bid(
+    mechanism: Mechanism, true_market: Market, triple: tuple[int, int, int], grid: Iterable[float]
+) -> list[dict[str, float]]:
+    """Rows (joint_bid, won, pair_utility) when the pair of ``triple`` reports each joint bid."""
+    buyer, m, n = triple
+    rows = []
+    for bid in grid:
+        outcome = mechanism(true_market.with_joint_bid(triple, float(bid)))
+        won = outcome.matching.pair_of(buyer) == (m, n)
+        rows.append(
+            {
+                "joint_bid": float(bid),
+                "won": float(won),
+                "pair_utility": pair_utility(outcome, true_market, m, n),
+            }
+        )
+    return rows
+
+
+def sweep_seller_bid(
+    mechanism: Mechanism,
+    true_market: Market,
+    seller: SellerRef,
+    buyer: int,
+    shifts: Iterable[float],
+) -> list[dict[str, float]]:
+    """Rows per shift of ``seller``'s bids to ``buyer``: its utility and its partner pair's.
+
+    ``partner`` is the other seller of the pair it trades in (-1 if it does not trade).
+    """
+    rows = []
+    for shift in shifts:
+        outcome = mechanism(true_market.with_seller_shift(seller, buyer, float(shift)))
+        t = outcome.matching.triples
+        axis = 1 if seller.kind == "data" else 2
+        mine = np.flatnonzero(t[:, axis] == seller.index)
+        partner, pair_u = -1, 0.0
+        if mine.size:
+            _, m, n = t[mine[0]].tolist()
+            partner = n if seller.kind == "data" else m
+            pair_u = pair_utility(outcome, true_market, m, n)
+        rows.append(
+            {
+                "shift": float(shift),
+                "seller_utility": outcome.seller_utility(seller, true_market),
+                "partner": float(partner),
+                "pair_utility": pair_u,
+            }
+        )
+    return rows
+
+
+def single_minded(market: Market, triple: tuple[int, int, int], who: str) -> Market:
+    """``market`` where the pair (``who`` = "pair") or one seller ("data"/"uav") of ``triple``
+    can serve only that triple's buyer: its bids to every other buyer exceed their valuations.
+
+    Greedy mechanisms with critical payments are truthful only for such single-minded bidders
+    (Lehmann, O'Callaghan and Shoham, 2002); docs/matching.md shows the multi-buyer failure.
+    """
+    buyer, m, n = triple
+    huge = _HUGE_FACTOR * (1.0 + market.valuations.max())
+    data, uav = market.data_bids.copy(), market.uav_bids.copy()
+    others = np.arange(market.shape[0]) != buyer
+    if who == "pair":
+        uav[others, m, n] = huge
+    elif who == "data":
+        data[others, m] = huge
+    else:
+        uav[others, :, n] = huge
+    return Market(market.valuations, data, uav)
