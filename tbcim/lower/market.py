@@ -17,7 +17,8 @@ from tbcim.lower.emd import select
 from tbcim.lower.scenario import ScenarioConfig, draw_eds, draw_reference
 from tbcim.lower.stackelberg import LeaderSolution, solve_leader
 
-MAX_REDRAW_ROUNDS = 1000
+MAX_IDLE_ROUNDS = 50  # consecutive redraw rounds without a single hire: a degenerate market
+MIN_REDRAW_BATCH = 64
 DEFAULT_SCENARIO = ScenarioConfig()
 
 
@@ -49,7 +50,8 @@ def server_types(
 
     Each ES gets its own task reference and 3–10 candidate EDs (:mod:`tbcim.lower.scenario`),
     so types are i.i.d. across ESs. An ES whose selected EDs are all priced out would not bid
-    (it cannot serve the task); it is redrawn from the same rng until all n ESs hire someone.
+    (it cannot serve the task); it is redrawn from the same rng (in batches of at least 64)
+    until n ESs hire someone. 50 rounds in a row without a hire raise a ConfigError.
 
     Returns arrays of shape (n,): ``cost`` = Σ V_i* + c^b_s (money units of U_d = a5·q),
     ``data_size`` = Σ d_i over the workers, ``emd`` = the workers' mean θ, ``n_workers``.
@@ -60,18 +62,17 @@ def server_types(
         raise ConfigError("g_e", f"must be positive and finite, got {g_e}")
     cfg = DEFAULT_SCENARIO if config is None else config
     parts: list[LeaderSolution] = []
-    missing = int(n)
-    for _ in range(MAX_REDRAW_ROUNDS):
-        eds = draw_eds(rng, draw_reference(rng, cfg, missing), cfg)
+    missing, batch, idle = int(n), int(n), 0
+    while missing:
+        eds = draw_eds(rng, draw_reference(rng, cfg, batch), cfg)
         solution = price_market(eds, cfg, g_e).solution
         hired = np.flatnonzero(solution.n_workers > 0)[:missing]
-        if hired.size:
-            parts.append(_rows(solution, hired))
-            missing -= hired.size
-        if missing == 0:
-            break
-    else:
-        raise ConfigError("scenario", "ESs hire no worker at all: the market is degenerate")
+        parts.append(_rows(solution, hired))
+        missing -= hired.size
+        idle = 0 if hired.size else idle + 1
+        if idle == MAX_IDLE_ROUNDS:
+            raise ConfigError("scenario", "ESs hire no worker at all: the market is degenerate")
+        batch = max(missing, MIN_REDRAW_BATCH)
     return {
         "cost": np.concatenate([p.cost for p in parts]),
         "data_size": np.concatenate([p.data_size for p in parts]),
