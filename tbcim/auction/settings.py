@@ -303,7 +303,9 @@ def setting_from_dict(config: dict[str, Any]) -> AuctionSetting:
             **overrides,
         }
         return tbcim_setting(**merged)
-    except TypeError as err:  # a wrongly typed value reaching a numeric check
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # a wrongly typed value reaching a numeric check
         raise ConfigError("setting", f"invalid value: {err}") from err
 
 
