@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
+from scipy import integrate
 
 from tbcim.auction.settings import AuctionSetting, get_setting, tbcim_setting
 
@@ -30,3 +33,20 @@ def small_tbcim() -> AuctionSetting:
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+def myerson_by_quadrature(n: int, value: float = 1.0, low: float = 0.0, high: float = 1.0) -> float:
+    """E[(V − J(c_(1)))^+], J(c) = 2c − low, by quadrature over the lowest of n U[low, high]."""
+    width = high - low
+
+    def integrand(c: float) -> float:
+        density = n * ((high - c) / width) ** (n - 1) / width
+        return max(0.0, value - (2 * c - low)) * density
+
+    return integrate.quad(integrand, low, high, points=[(value + low) / 2], limit=200)[0]
+
+
+@pytest.fixture(scope="session")
+def myerson_quadrature() -> Callable[..., float]:
+    """The independent oracle for Myerson's optimal buyer utility (numeric integration)."""
+    return myerson_by_quadrature

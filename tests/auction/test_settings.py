@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy import integrate
 
 from tbcim.auction.mechanism import Profiles
 from tbcim.auction.settings import (
@@ -31,33 +30,24 @@ from tbcim.lower.quality import QualityParams, data_utility
 QUOTED_OPTIMA = [0.25, 0.4167, 0.53125, 0.6125, 0.6719]
 
 
-def numeric_myerson_optimum(n: int, value: float = 1.0, low: float = 0.0, high: float = 1.0):
-    """E[(V − J(c_(1)))^+] by quadrature over the density of the lowest of n U[low, high] costs."""
-    width = high - low
-
-    def integrand(c: float) -> float:
-        density = n * ((high - c) / width) ** (n - 1) / width
-        return max(0.0, value - (2 * c - low)) * density
-
-    return integrate.quad(integrand, low, high, points=[(value + low) / 2], limit=200)[0]
-
-
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
-def test_single_settings_match_the_quoted_myerson_optima(n: int) -> None:
+def test_single_settings_match_the_quoted_myerson_optima(n: int, myerson_quadrature) -> None:
     setting = get_setting(f"single-{n}")
     assert isinstance(setting, UnitValueSetting)
     assert (setting.n_servers, setting.multi_winner) == (n, False)
     assert (setting.bid_low, setting.bid_high, setting.value) == (0.0, 1.0, 1.0)
-    assert setting.optimal_buyer_utility == pytest.approx(numeric_myerson_optimum(n), abs=1e-10)
+    assert setting.optimal_buyer_utility == pytest.approx(myerson_quadrature(n), abs=1e-10)
     assert setting.optimal_buyer_utility == pytest.approx(QUOTED_OPTIMA[n - 1], abs=5e-5)
 
 
 @pytest.mark.parametrize(
     ("n", "value", "low", "high"), [(2, 1.0, 0.2, 1.0), (3, 0.5, 0.0, 1.0), (2, 3.0, 0.0, 1.0)]
 )
-def test_closed_form_optimum_for_other_values_and_supports(n, value, low, high) -> None:
+def test_closed_form_optimum_for_other_values_and_supports(
+    n, value, low, high, myerson_quadrature
+) -> None:
     # (2, 3.0, ...): the reserve is capped at the top of the bid space, the buyer always buys.
-    expected = numeric_myerson_optimum(n, value, low, high)
+    expected = myerson_quadrature(n, value, low, high)
     assert myerson_optimal_buyer_utility(n, value, low, high) == pytest.approx(expected, abs=1e-10)
 
 
@@ -135,13 +125,13 @@ def test_torch_buyer_value_matches_numpy_and_has_finite_gradients(name: str, rng
     assert tz.grad is not None and torch.isfinite(tz.grad).all()
 
 
-def test_config_file_overrides(tmp_path: Path) -> None:
+def test_config_file_overrides(tmp_path: Path, myerson_quadrature) -> None:
     toml = tmp_path / "s.toml"
     toml.write_text('base = "single-3"\nvalue = 0.5\nname = "half"\n')
     setting = load_setting_config(toml)
     assert isinstance(setting, UnitValueSetting)
     assert (setting.name, setting.value, setting.n_servers) == ("half", 0.5, 3)
-    assert setting.optimal_buyer_utility == pytest.approx(numeric_myerson_optimum(3, 0.5))
+    assert setting.optimal_buyer_utility == pytest.approx(myerson_quadrature(3, 0.5))
     js = tmp_path / "t.json"
     js.write_text(
         json.dumps(
