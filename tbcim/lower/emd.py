@@ -120,7 +120,7 @@ def select(
     elif rule.rule == "median":
         keep = _at_most(th, rule.scale * np.nanmedian(masked, axis=1, keepdims=True))
     elif rule.rule == "fixed":
-        keep = _at_most(th, np.float64(rule.threshold))
+        keep = _at_most(th, np.full_like(th, rule.threshold))
     elif rule.rule == "all":
         keep = np.ones(th.shape, dtype=bool)
     else:  # "paper-printed"

@@ -93,7 +93,7 @@ def draw_eds(rng: np.random.Generator, references: NDArray, config: ScenarioConf
     """Candidate EDs for one ES per row of ``references`` (shape (S, L)); vectorised."""
     n_rows, n_classes = references.shape
     n_cols = config.max_eds
-    counts = rng.integers(config.min_eds, config.max_eds + 1, size=n_rows)
+    counts = np.asarray(rng.integers(config.min_eds, config.max_eds + 1, size=n_rows))
     present = np.arange(n_cols)[None, :] < counts[:, None]
 
     weights = np.asarray(config.ed_concentration_weights, dtype=np.float64)
