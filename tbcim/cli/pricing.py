@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tbcim.errors import ConfigError
 from tbcim.lower.config import load_config
 from tbcim.lower.gas import resolve_g_e
 from tbcim.lower.market import price_market
@@ -31,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.seed < 0:
+        raise ConfigError("seed", f"must be a non-negative integer, got {args.seed}")
     config = load_config(args.config)  # validated before any work
     scenario = config.scenario
     g_e, source = resolve_g_e(args.gas_ledger, scenario.market)

@@ -68,6 +68,11 @@ def test_explicit_market_from_toml(tmp_path) -> None:
     assert [c["ed"] for c in report["servers"][0]["candidates"]] == [0, 1]
 
 
+def test_negative_seed_is_rejected(tmp_path, capsys) -> None:
+    code, report = _run(tmp_path, "--seed", "-1")
+    assert code == 2 and report == {} and "seed" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("write", "flag"),
     [
