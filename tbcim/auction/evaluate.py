@@ -20,7 +20,12 @@ from typing import Any
 import numpy as np
 
 from tbcim.auction.baselines import get_baselines
-from tbcim.auction.mechanism import Mechanism, Profiles, check_outcome
+from tbcim.auction.mechanism import (
+    Mechanism,
+    Profiles,
+    check_mechanism_setting,
+    check_outcome,
+)
 from tbcim.auction.regret import MONOTONE_TOL, TorchOutcome, misreport_scan
 from tbcim.auction.settings import AuctionSetting, TbcimSetting
 from tbcim.auction.utility import MAX_ENUMERATED_SERVERS, realised_tbcim_value
@@ -116,6 +121,7 @@ def evaluate(
         or baseline_regret_samples < 1
     ):
         raise ConfigError("baseline_regret_samples", "must be a positive integer")
+    check_mechanism_setting(mechanism, setting)
     profiles.validate(setting)
     z, p = mechanism.outcome(profiles)
     z, p = check_outcome(z, p, profiles, setting.multi_winner, mechanism.name)

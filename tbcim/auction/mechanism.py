@@ -149,6 +149,18 @@ def check_outcome(
     return z_arr, p_arr
 
 
+def check_mechanism_setting(mechanism: Mechanism, setting: AuctionSetting) -> None:
+    """A mechanism that records its setting (``.setting`` or ``.setting_name``) must match."""
+    own = getattr(mechanism, "setting", None)
+    own_name = getattr(own, "name", None) or getattr(mechanism, "setting_name", None)
+    if isinstance(own_name, str) and own_name != setting.name:
+        raise ConfigError(
+            "setting",
+            f"mechanism {mechanism.name!r} was built for setting {own_name!r}, "
+            f"not {setting.name!r}",
+        )
+
+
 def es_utilities(z: Array, p: Array, costs: Array) -> Array:
     """u_s = p_s − z_s·c_s (M1), shape (B, S)."""
     return p - z * costs

@@ -9,7 +9,8 @@ The misreport is one-dimensional, so we search it almost exhaustively
 2. ``zoom_rounds`` rounds of a local grid of ``zoom_points`` around the best bid so far, each
    round 5× finer (11 points): finds suprema at jumps, e.g. just below a rival's bid.        (E2)
 3. when a differentiable ``torch_outcome`` is given, ``refine_steps`` Adam steps of gradient
-   ascent on u_s from the best bid so far, projected onto V_s; the best iterate is re-scored
+   ascent on u_s from the best bid so far, projected onto V_s, with the learning rate falling
+   linearly from a fifth of the grid step to 0; the best iterate is re-scored
    with the numpy ``outcome`` so that only the mechanism's own numbers enter the regret.        (E3)
 
     rgt_s = max(0, max_{candidates b'} u_s(b') − u_s(c_s))                                 (E4)
@@ -27,7 +28,12 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from tbcim.auction.mechanism import Mechanism, Profiles, check_outcome
+from tbcim.auction.mechanism import (
+    Mechanism,
+    Profiles,
+    check_mechanism_setting,
+    check_outcome,
+)
 from tbcim.auction.settings import AuctionSetting
 from tbcim.errors import ConfigError
 
@@ -114,7 +120,8 @@ def _gradient_refine(
     optimiser = torch.optim.Adam([bid], lr=lr)
     best_u = torch.full_like(cost, -torch.inf)
     best_b = bid.detach().clone()
-    for _ in range(steps + 1):
+    for step in range(steps + 1):
+        optimiser.param_groups[0]["lr"] = lr * (1.0 - step / (steps + 1))  # linear decay
         bids = base * (1.0 - onehot) + bid[:, None] * onehot
         z, p = torch_outcome(bids, sizes, emds)
         utility = p[:, server] - z[:, server] * cost
@@ -149,6 +156,7 @@ def misreport_scan(
     zoom_points = _positive_int("zoom_points", zoom_points, 3)
     if not np.isfinite(monotone_tol) or monotone_tol < 0:
         raise ConfigError("monotone_tol", f"must be finite and >= 0, got {monotone_tol}")
+    check_mechanism_setting(mechanism, setting)
     profiles.validate(setting)
     low, high = setting.bid_low, setting.bid_high
     z, p = mechanism.outcome(profiles)
@@ -179,7 +187,7 @@ def misreport_scan(
                 half_width = 2.0 * half_width / (zoom_points - 1)
             if torch_outcome is not None and refine_steps > 0:
                 refined = _gradient_refine(
-                    torch_outcome, part, server, b_best.copy(), low, high, refine_steps, step
+                    torch_outcome, part, server, b_best.copy(), low, high, refine_steps, step / 5
                 )
                 refined = np.clip(refined, low, high)[:, None]
                 _best(*_utility_only(probe, refined), u_best, b_best)
