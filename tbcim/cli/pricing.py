@@ -8,6 +8,7 @@ from tbcim.errors import ConfigError
 from tbcim.lower.config import load_config
 from tbcim.lower.gas import resolve_g_e
 from tbcim.lower.market import price_market
+from tbcim.lower.plot import plot_profit_curves
 from tbcim.lower.report import build_report, format_report
 from tbcim.lower.scenario import draw_eds, draw_reference
 from tbcim.results import write_json
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="JSON from `scripts/deploy_local.py --out FILE`: use its measured g_e",
     )
     parser.add_argument("--json", dest="json_out", help="write the full report as JSON here")
+    parser.add_argument("--png", dest="png_out", help="plot every ES's profit π_s(p_t) here")
     parser.set_defaults(handler=run)
 
 
@@ -48,4 +50,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(report))
     if args.json_out:
         print(f"\nwrote {write_json(args.json_out, report)}")
+    if args.png_out:
+        print(f"wrote {plot_profit_curves(market, scenario, g_e, args.png_out)}")
     return 0

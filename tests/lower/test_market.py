@@ -9,6 +9,7 @@ import pytest
 
 from tbcim.errors import ConfigError
 from tbcim.lower.market import price_market, server_types
+from tbcim.lower.plot import profit_curve
 from tbcim.lower.scenario import ScenarioConfig, draw_eds, draw_reference
 
 CONFIG = ScenarioConfig()
@@ -93,3 +94,12 @@ def test_server_types_bad_input() -> None:
     hopeless = replace(CONFIG, gamma=(1.0, 2.0))
     with pytest.raises(ConfigError, match="degenerate"):
         server_types(np.random.default_rng(0), 2, hopeless)
+
+
+def test_profit_curve_peaks_at_the_exact_optimum() -> None:
+    market = _market(4, 6)
+    sol = market.solution
+    grid = np.linspace(0.0, 2 * float(sol.price.max()), 2001)
+    curve = profit_curve(market, CONFIG, CONFIG.market.g_e, np.concatenate([grid, sol.price]))
+    assert np.all(curve[:, :-6].max(axis=1) <= sol.profit + 1e-12)
+    assert np.allclose(np.diag(curve[:, -6:]), sol.profit)

@@ -43,6 +43,12 @@ def test_default_report_has_every_field_and_prices_out_some(tmp_path, capsys) ->
     assert "p_t* =" in text and "priced out" in text and "c_s^b" in text
 
 
+def test_png_of_the_profit_curves(tmp_path) -> None:
+    png = tmp_path / "curves.png"
+    code, _ = _run(tmp_path, "--png", str(png))
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_same_seed_same_report(tmp_path) -> None:
     _, first = _run(tmp_path, "--seed", "9", name="a.json")
     _, second = _run(tmp_path, "--seed", "9", name="b.json")
