@@ -16,7 +16,7 @@ set (Fig. 8).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -74,10 +74,6 @@ class EDArrays:
     @property
     def shape(self) -> tuple[int, int]:
         return self.present.shape  # type: ignore[return-value]
-
-    def take(self, rows: NDArray[np.intp]) -> EDArrays:
-        """The ESs at ``rows``."""
-        return EDArrays(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
 
 
 def make_ed_arrays(present: ArrayLike, **columns: ArrayLike) -> EDArrays:
