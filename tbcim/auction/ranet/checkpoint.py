@@ -1,0 +1,116 @@
+"""Saving and loading a trained RANet with its training config and setting name.
+
+A model file is a ``torch.save`` dict (read back with ``weights_only=True``: no pickled code) that
+holds the format tag, the setting name and its spec (``{"base": NAME, **overrides}``, rebuilt with
+:func:`tbcim.auction.settings.setting_from_dict`), the architecture, the network weights and
+normalisation buffers, the training config, seed, selected epoch and per-epoch history.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tbcim.auction.ranet.config import TrainConfig, config_from_mapping
+from tbcim.auction.ranet.nets import RANet
+from tbcim.auction.settings import AuctionSetting, setting_from_dict
+from tbcim.errors import ConfigError
+
+MODEL_FORMAT = "tbcim-ranet-model/1"
+
+
+def atomic_torch_save(path: str | Path, payload: Any) -> Path:
+    """``torch.save`` to a temp file in the same folder, then rename (never half-written)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(buffer.getvalue())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def save_model(
+    path: str | Path,
+    model: RANet,
+    config: TrainConfig,
+    *,
+    seed: int,
+    setting_spec: dict[str, Any] | None = None,
+    history: list[dict[str, Any]] | None = None,
+    selected_epoch: int | None = None,
+    train_seconds: float | None = None,
+) -> Path:
+    """Write ``model`` with everything needed to rebuild it (see the module docstring)."""
+    return atomic_torch_save(
+        path,
+        {
+            "format": MODEL_FORMAT,
+            "setting": model.setting.name,
+            "setting_spec": setting_spec or {"base": model.setting.name},
+            "n_servers": model.n_servers,
+            "bid_space": [model.setting.bid_low, model.setting.bid_high],
+            "hidden": list(model.hidden),
+            "state_dict": model.state_dict(),
+            "config": config.to_dict(),
+            "seed": seed,
+            "history": history or [],
+            "selected_epoch": selected_epoch,
+            "train_seconds": train_seconds,
+        },
+    )
+
+
+def load_model(
+    path: str | Path,
+    setting: AuctionSetting | None = None,
+) -> tuple[RANet, dict[str, Any]]:
+    """Rebuild a saved RANet; returns (model in eval mode, metadata).
+
+    ``setting`` defaults to the one rebuilt from the saved spec; passing one checks that the file
+    was trained for it (a model of another setting or another number of ESs is an error).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("model", f"no such file: {path}")
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as err:  # torch raises several unrelated types for a corrupt file
+        raise ConfigError("model", f"{path} is not a readable RANet model file: {err}") from err
+    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+        raise ConfigError("model", f"{path} is not a RANet model file ({MODEL_FORMAT})")
+    if setting is None:
+        setting = setting_from_dict(dict(state["setting_spec"]))
+    if state["setting"] != setting.name:
+        raise ConfigError(
+            "model", f"{path} was trained for setting {state['setting']!r}, not {setting.name!r}"
+        )
+    if state["n_servers"] != setting.n_servers:
+        raise ConfigError(
+            "model",
+            f"{path} has {state['n_servers']} ESs but setting {setting.name!r} has "
+            f"{setting.n_servers}",
+        )
+    if list(state["bid_space"]) != [setting.bid_low, setting.bid_high]:
+        raise ConfigError(
+            "model",
+            f"{path} was trained on the bid space {state['bid_space']} but setting "
+            f"{setting.name!r} now has [{setting.bid_low}, {setting.bid_high}]",
+        )
+    model = RANet(setting, state["hidden"])
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    meta = {k: v for k, v in state.items() if k != "state_dict"}
+    meta["config"] = config_from_mapping(state["config"], TrainConfig())
+    return model, meta
