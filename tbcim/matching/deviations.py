@@ -46,33 +46,34 @@ def sweep_joint_bid(
 def sweep_seller_bid(
     mechanism: Mechanism,
     true_market: Market,
-    seller: SellerRef,
     buyer: int,
+    movers: list[tuple[SellerRef, float]],
     shifts: Iterable[float],
 ) -> list[dict[str, float]]:
-    """Rows per shift of ``seller``'s bids to ``buyer``: its utility and its partner pair's.
+    """Rows per shift s: each mover (seller, factor) adds factor·s to its bids to ``buyer``.
 
-    ``partner`` is the other seller of the pair it trades in (-1 if it does not trade).
+    A row holds the shift, each mover's utility (key ``data3`` / ``uav7``), the pair the first
+    mover trades in (``partner``, -1 if it does not trade) and that pair's utility.
     """
+    first, _ = movers[0]
+    axis = 1 if first.kind == "data" else 2
     rows = []
     for shift in shifts:
-        outcome = mechanism(true_market.with_seller_shift(seller, buyer, float(shift)))
+        market = true_market
+        for seller, factor in movers:
+            market = market.with_seller_shift(seller, buyer, factor * float(shift))
+        outcome = mechanism(market)
         t = outcome.matching.triples
-        axis = 1 if seller.kind == "data" else 2
-        mine = np.flatnonzero(t[:, axis] == seller.index)
+        mine = np.flatnonzero(t[:, axis] == first.index)
         partner, pair_u = -1, 0.0
         if mine.size:
             _, m, n = t[mine[0]].tolist()
-            partner = n if seller.kind == "data" else m
+            partner = n if first.kind == "data" else m
             pair_u = pair_utility(outcome, true_market, m, n)
-        rows.append(
-            {
-                "shift": float(shift),
-                "seller_utility": outcome.seller_utility(seller, true_market),
-                "partner": float(partner),
-                "pair_utility": pair_u,
-            }
-        )
+        row = {"shift": float(shift), "partner": float(partner), "pair_utility": pair_u}
+        for seller, _ in movers:
+            row[f"{seller.kind}{seller.index}"] = outcome.seller_utility(seller, true_market)
+        rows.append(row)
     return rows
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 
-from tbcim.matching.model import FloatArray
+from tbcim.matching.model import FloatArray, Market
 
 
 def brute_force_best(prefs: FloatArray) -> float:
@@ -40,3 +41,22 @@ def plain_greedy(prefs: FloatArray) -> set[tuple[int, int, int]]:
             for ax in range(3):
                 used[ax].add(triple[ax])
     return taken  # type: ignore[return-value]
+
+
+def random_market(seed: int, max_size: int = 3) -> Market:
+    """A small random market with some infeasible triples (R < 0) and unmatched buyers."""
+    rng = np.random.default_rng(seed)
+    L, M, N = (int(x) for x in rng.integers(1, max_size + 1, size=3))
+    return Market(
+        valuations=rng.uniform(0.0, 10.0, size=L),
+        data_bids=rng.uniform(0.0, 5.0, size=(L, M)),
+        uav_bids=rng.uniform(0.0, 5.0, size=(L, M, N)),
+    )
+
+
+def bisect_sup(wins: Callable[[float], bool], low: float, high: float, steps: int = 60) -> float:
+    """sup{x in [low, high] : wins(x)} for a monotone ``wins`` with wins(low) true."""
+    for _ in range(steps):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if wins(mid) else (low, mid)
+    return low
