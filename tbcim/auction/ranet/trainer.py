@@ -311,16 +311,20 @@ class Trainer:
         )
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore a checkpoint written by the same setting, config and seed."""
+        """Restore a checkpoint of the same setting, config and seed (``epochs`` may grow)."""
         state = torch.load(Path(path), weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ConfigError("checkpoint", f"{path} is not a RANet training checkpoint")
-        for key, mine in (
-            ("setting", self.setting.name),
-            ("config", self.config.to_dict()),
-            ("seed", self.seed),
+
+        def run_config(values: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in values.items() if k != "epochs"}
+
+        for key, theirs, mine in (
+            ("setting", state["setting"], self.setting.name),
+            ("config", run_config(state["config"]), run_config(self.config.to_dict())),
+            ("seed", state["seed"], self.seed),
         ):
-            if state[key] != mine:
+            if theirs != mine:
                 raise ConfigError("checkpoint", f"{path} was written with a different {key}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
