@@ -8,6 +8,9 @@
   fixed pool of ``pool_size`` types built once from ``pool_seed``; the top of the bid space is
   the ``bid_quantile`` quantile of the pool's costs, b̄ (S2), and types costlier than b̄ are
   dropped from the pool (they would not bid under the reserve b̄).
+  ``value_model`` chooses the buyer value of a fractional allocation: "relaxed" (U2), the
+  MODEL-NOTES training relaxation and the default, or "realised" (U4), the exact expected value
+  when winners are drawn from z (S ≤ 12).
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ import torch
 from numpy.typing import NDArray
 
 from tbcim.auction.mechanism import Profiles, as_batch
-from tbcim.auction.utility import tbcim_value, tbcim_value_torch
+from tbcim.auction.utility import (
+    MAX_ENUMERATED_SERVERS,
+    realised_tbcim_value,
+    realised_tbcim_value_torch,
+    tbcim_value,
+    tbcim_value_torch,
+)
 from tbcim.errors import ConfigError
 from tbcim.lower.market import server_types
 from tbcim.lower.quality import QualityParams
@@ -147,6 +156,9 @@ def truncate_pool(pool: TypePool, bid_high: float) -> TypePool:
     return TypePool(pool.cost[keep], pool.data_size[keep], pool.emd[keep], pool.n_workers[keep])
 
 
+VALUE_MODELS = ("relaxed", "realised")
+
+
 @dataclass(frozen=True, kw_only=True)
 class TbcimSetting(AuctionSetting):
     """Multi-winner TBCIM setting: U_d = a5·q(D, θ̄) over a pool of lower-level ES types."""
@@ -156,10 +168,19 @@ class TbcimSetting(AuctionSetting):
     pool_seed: int = 0
     bid_quantile: float = 0.99
     g_e: float | None = None
+    value_model: str = "relaxed"
     pool: TypePool | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.value_model not in VALUE_MODELS:
+            raise ConfigError(
+                "value_model", f"must be one of {VALUE_MODELS}, got {self.value_model!r}"
+            )
+        if self.value_model == "realised" and self.n_servers > MAX_ENUMERATED_SERVERS:
+            raise ConfigError(
+                "value_model", f"'realised' enumerates 2^S sets; S <= {MAX_ENUMERATED_SERVERS}"
+            )
         if self.pool is None or self.pool.size == 0:
             raise ConfigError("pool", "a TBCIM setting needs a non-empty pool of ES types")
         costs = self.pool.cost
@@ -174,12 +195,14 @@ class TbcimSetting(AuctionSetting):
 
     def buyer_value(self, z: Array, profiles: Profiles) -> Array:
         z = self._check_z(z, profiles)
-        return tbcim_value(z, profiles.data_sizes, profiles.emds, self.quality)
+        value = realised_tbcim_value if self.value_model == "realised" else tbcim_value
+        return value(z, profiles.data_sizes, profiles.emds, self.quality)
 
     def buyer_value_torch(
         self, z: torch.Tensor, data_sizes: torch.Tensor, emds: torch.Tensor
     ) -> torch.Tensor:
-        return tbcim_value_torch(z, data_sizes, emds, self.quality)
+        value = realised_tbcim_value_torch if self.value_model == "realised" else tbcim_value_torch
+        return value(z, data_sizes, emds, self.quality)
 
 
 def myerson_optimal_buyer_utility(n_servers: int, value: float, low: float, high: float) -> float:
@@ -218,6 +241,7 @@ def tbcim_setting(
     g_e: float | None = None,
     quality: QualityParams | None = None,
     name: str = "",
+    value_model: str = "relaxed",
 ) -> TbcimSetting:
     """A TBCIM setting over a fresh (cached) pool; b̄ = ``bid_quantile`` quantile of costs (S2)."""
     if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 10:
@@ -240,6 +264,7 @@ def tbcim_setting(
         pool_seed=pool_seed,
         bid_quantile=bid_quantile,
         g_e=g_e,
+        value_model=value_model,
         pool=truncate_pool(full, bid_high),
     )
 
@@ -258,7 +283,16 @@ def get_setting(name: str) -> AuctionSetting:
 
 
 SINGLE_KEYS = {"name", "n_servers", "value", "bid_low", "bid_high"}
-TBCIM_KEYS = {"name", "n_servers", "pool_size", "pool_seed", "bid_quantile", "g_e", "quality"}
+TBCIM_KEYS = {
+    "name",
+    "n_servers",
+    "pool_size",
+    "pool_seed",
+    "bid_quantile",
+    "g_e",
+    "quality",
+    "value_model",
+}
 
 
 def setting_from_dict(config: dict[str, Any]) -> AuctionSetting:
@@ -300,6 +334,7 @@ def setting_from_dict(config: dict[str, Any]) -> AuctionSetting:
             "pool_seed": base.pool_seed,
             "bid_quantile": base.bid_quantile,
             "g_e": base.g_e,
+            "value_model": base.value_model,
             **overrides,
         }
         return tbcim_setting(**merged)

@@ -9,6 +9,15 @@ objective uses the relaxation (MODEL-NOTES §2)
 
 which is exact for a 0/1 allocation (a set of winners). For a set T of winners,
 U_d(T) = a5·q(Σ_{s∈T} d_s, mean_{s∈T} θ_s), with U_d(∅) = 0 (no workers, no model).      (U3)
+
+When the mechanism is run for real, each ES wins independently with probability z_s (M4); the
+buyer then gets, in expectation, the realised value
+
+    Ū_d(z) = Σ_T Π_{s∈T} z_s Π_{s∉T} (1 − z_s) · U_d(T),                                 (U4)
+
+multilinear in z and equal to (U2) at 0/1 allocations. (U2) overstates fractional allocations:
+q jumps from 0 at D = 0 to α − a1 ≈ 0.11 at D = 0+, so under (U2) an allocation z = ε to every
+ES is worth ≈ a5·0.11 ≈ 0.07 for nothing, while (U4) gives it ≈ 0.
 """
 
 from __future__ import annotations
@@ -74,12 +83,28 @@ def unique_rows(*arrays: Array) -> tuple[list[Array], NDArray[np.int64]]:
     return list(np.split(unique, splits, axis=1)), inverse.reshape(-1)
 
 
-def realised_tbcim_value(z: Array, data_sizes: Array, emds: Array, params: QualityParams) -> Array:
-    """E_W[U_d(W)] when each winner is drawn independently with probability z_s (M4); (B,).
+def realised_tbcim_value_torch(
+    z: torch.Tensor, data_sizes: torch.Tensor, emds: torch.Tensor, params: QualityParams
+) -> torch.Tensor:
+    """Differentiable (U4): exact enumeration of the 2^S winner sets; shape (B,)."""
+    n_servers = z.shape[-1]
+    masks = torch.as_tensor(subset_masks(n_servers), dtype=z.dtype)  # (K, S)
+    total = data_sizes @ masks.T  # (B, K)
+    theta = (emds @ masks.T) / masks.sum(dim=1).clamp_min(1.0)
+    positive = total > 0
+    alpha = torch.exp(-((theta / params.a4 + params.a3) ** 2))
+    safe_total = torch.where(positive, total, torch.ones_like(total))
+    q = alpha - params.a1 * torch.exp(-((params.a2 * safe_total) ** alpha))
+    values = params.a5 * torch.where(positive, q, torch.zeros_like(q))
+    z = z.clamp(0.0, 1.0)[..., None, :]  # (B, 1, S)
+    probability = torch.where(masks > 0, z, 1.0 - z).prod(dim=-1)  # (B, K)
+    return (probability * values).sum(dim=-1)
 
-    The relaxation (U2) values a fractional z as if D were its mean; this is the value the buyer
-    actually gets in expectation when the mechanism is run for real. Exact, by enumerating the
-    2^S winner sets.
+
+def realised_tbcim_value(z: Array, data_sizes: Array, emds: Array, params: QualityParams) -> Array:
+    """(U4): E_W[U_d(W)] when each ES wins independently with probability z_s (M4); (B,).
+
+    Exact, by enumerating the 2^S winner sets.
     """
     masks = subset_masks(z.shape[1])
     z = np.clip(z, 0.0, 1.0)

@@ -284,3 +284,53 @@ def test_quality_params_reach_the_value(small_tbcim, rng) -> None:
     z = np.ones(profiles.shape)
     doubled = tbcim_setting(3, pool_size=400, pool_seed=7, quality=QualityParams(a5=1.28))
     assert np.allclose(doubled.buyer_value(z, profiles), 2 * small_tbcim.buyer_value(z, profiles))
+
+
+# ---- the realised value (U4) of a fractional allocation ------------------------------------
+
+
+def test_realised_value_is_the_mean_over_drawn_winner_sets(small_tbcim, rng) -> None:
+    from tbcim.auction.mechanism import realise
+
+    realised = tbcim_setting(3, pool_size=400, pool_seed=7, value_model="realised")
+    profiles = realised.sample(4, rng)
+    z = rng.random(profiles.shape)
+    exact = realised.buyer_value(z, profiles)
+    draws = 20_000
+    for row in range(4):
+        rows = np.full(draws, row)
+        winners, _ = realise(np.repeat(z[row : row + 1], draws, 0), np.zeros((draws, 3)), True, rng)
+        drawn = Profiles(profiles.bids[rows], profiles.data_sizes[rows], profiles.emds[rows])
+        values = small_tbcim.buyer_value(winners.astype(float), drawn)  # (U3) per drawn set
+        assert exact[row] == pytest.approx(values.mean(), abs=4 * values.std() / np.sqrt(draws))
+    # 0/1 allocations: realised (U4) = relaxed (U2); fractional: the relaxation overstates.
+    sets = (rng.random(profiles.shape) < 0.5).astype(float)
+    assert np.allclose(
+        realised.buyer_value(sets, profiles), small_tbcim.buyer_value(sets, profiles)
+    )
+    tiny = np.full(profiles.shape, 1e-3)
+    assert small_tbcim.buyer_value(tiny, profiles).min() > 0.05
+    assert realised.buyer_value(tiny, profiles).max() < 1e-3
+
+
+def test_realised_torch_value_matches_numpy(rng) -> None:
+    realised = tbcim_setting(3, pool_size=400, pool_seed=7, value_model="realised")
+    profiles = realised.sample(16, rng)
+    z = rng.random(profiles.shape)
+    z[0] = 0.0
+    z[1] = 1.0
+    tz = torch.tensor(z, requires_grad=True)
+    value = realised.buyer_value_torch(
+        tz, torch.tensor(profiles.data_sizes), torch.tensor(profiles.emds)
+    )
+    assert np.allclose(value.detach().numpy(), realised.buyer_value(z, profiles), rtol=1e-10)
+    value.sum().backward()
+    assert tz.grad is not None and torch.isfinite(tz.grad).all()
+
+
+def test_bad_value_model() -> None:
+    with pytest.raises(ConfigError) as err:
+        setting_from_dict({"base": "tbcim-3", "value_model": "optimistic"})
+    assert err.value.field == "value_model"
+    with pytest.raises(ConfigError, match="2\\^S"):
+        tbcim_setting(13, pool_size=50, value_model="realised")
