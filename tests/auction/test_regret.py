@@ -232,3 +232,23 @@ def test_bad_mechanism_outputs_and_profiles(single3, tbcim3) -> None:
         evaluate(VCG(tbcim3), single3, profiles)
     with pytest.raises(ConfigError, match="baseline_regret_samples"):
         evaluate(Myerson(single3), single3, profiles, baseline_regret_samples=0)
+
+
+def test_baseline_report_module_entry_point(tmp_path, capsys) -> None:
+    import json
+
+    from tbcim.auction.evaluate import main
+
+    out = tmp_path / "baselines.json"
+    args = ["--setting", "single-2", "--samples", "300", "--regret-samples", "40"]
+    assert main([*args, "--json", str(out)]) == 0
+    table = json.loads(out.read_text())["single-2"]
+    assert table["myerson"]["regret_mean"] == 0.0 and table["greedy"]["regret_mean"] > 0
+    assert table["myerson"]["buyer_utility"] > table["vcg"]["buyer_utility"] - 0.05
+    bad = ["--setting", "single-2", "--regret-samples", "0", "--json", str(tmp_path / "x.json")]
+    assert main(bad) == 2
+    assert "regret_samples" in capsys.readouterr().out
+    assert (
+        main(["--setting", "single-2", "--samples", "0", "--json", str(tmp_path / "y.json")]) == 2
+    )
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.json").exists()
