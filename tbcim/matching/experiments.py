@@ -81,7 +81,13 @@ def _markets(rng: np.random.Generator, size: Size, count: int) -> list[Market]:
     return [generate(*size, rng) for _ in range(count)]
 
 
-def table2(out: Path, seed: int, instances: int = 20, large_repeats: int = 3) -> list[dict]:
+def table2(
+    out: Path,
+    seed: int,
+    instances: int = 20,
+    large_sizes: tuple[Size, ...] = LARGE_SUBOPT_SIZES,
+    large_repeats: int = 3,
+) -> list[dict]:
     """Mean running time of the six methods at the paper's sizes; Subopt also at far larger ones."""
     rng = seed_everything(seed)
     rows: list[dict] = []
@@ -94,7 +100,7 @@ def table2(out: Path, seed: int, instances: int = 20, large_repeats: int = 3) ->
                 run_method(method, market, rng)
                 seconds.append(time.perf_counter() - start)
             rows.append(_time_row(label, method, seconds, PAPER_TABLE2[label][method]))
-    for size in tqdm(LARGE_SUBOPT_SIZES, desc="table2 large"):
+    for size in tqdm(large_sizes, desc="table2 large"):
         markets = _markets(rng, size, large_repeats)
         seconds = []
         for market in markets:
@@ -133,14 +139,16 @@ def _plot_table2(rows: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def fig3(out: Path, seed: int, instances: int = 30) -> list[dict]:
+def fig3(
+    out: Path, seed: int, instances: int = 30, counts: tuple[int, ...] = PAPER_AXIS_COUNTS
+) -> list[dict]:
     """Total revenue F (9) against problem size and against each party's count (others at 5)."""
     rng = seed_everything(seed)
     panels: list[tuple[str, list[Size]]] = [
         ("size", [paper_size(label) for label in PAPER_TABLE2] + [paper_size("6/8/10")]),
-        ("buyers", [(k, 5, 5) for k in PAPER_AXIS_COUNTS]),
-        ("uav_sellers", [(5, 5, k) for k in PAPER_AXIS_COUNTS]),
-        ("data_sellers", [(5, k, 5) for k in PAPER_AXIS_COUNTS]),
+        ("buyers", [(k, 5, 5) for k in counts]),
+        ("uav_sellers", [(5, 5, k) for k in counts]),
+        ("data_sellers", [(5, k, 5) for k in counts]),
     ]
     rows: list[dict] = []
     for panel, sizes in panels:
@@ -159,6 +167,9 @@ def fig3(out: Path, seed: int, instances: int = 30) -> list[dict]:
                     {
                         "panel": panel,
                         "size": label_of(size),
+                        "count": {"size": 0, "buyers": size[0], "uav_sellers": size[2]}.get(
+                            panel, size[1]
+                        ),
                         "method": method,
                         "instances": instances,
                         "mean_revenue": mean,
@@ -182,7 +193,7 @@ def _plot_fig3(rows: list[dict], path: Path) -> None:
     for ax, (panel, title) in zip(axes.ravel(), titles.items(), strict=True):
         for method in METHODS:
             sel = [r for r in rows if r["panel"] == panel and r["method"] == method]
-            xs = [r["size"] for r in sel] if panel == "size" else list(PAPER_AXIS_COUNTS)
+            xs = [r["size"] if panel == "size" else r["count"] for r in sel]
             ax.plot(xs, [r["mean_revenue"] for r in sel], marker="o", ms=3, label=method)
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("total revenue of buyers F")
@@ -269,7 +280,7 @@ def fig4(out: Path, seed: int, instances: int = 100) -> list[dict]:
     for row in summary:  # summary[0] and [3] are the proportional splits of Subopt and Opt
         ref = references[row["mechanism"].split()[0]]
         row["payment_vs_proportional_pct"] = 100.0 * (row["mean_total_payment"] / ref - 1.0)
-    write_csv(out / "fig4_ir.csv", summary)
+    write_csv(out / "fig4.csv", summary)
     paper_split = [r for r in detail if r["mechanism"] == "Subopt critical + proportional split"]
     _plot_fig4(paper_split, out / "fig4.png")
     return summary
