@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq, minimize_scalar
 
-from tbcim.lower.costs import ED_FIELDS, MarketParams, compute_cost
+from tbcim.lower.costs import ED_FIELDS, MarketParams, comm_cost, compute_cost, data_cost
 from tbcim.lower.quality import QualityParams
 from tbcim.lower.scenario import ScenarioConfig, draw_eds, draw_reference
 from tbcim.lower.stackelberg import (
@@ -48,7 +48,7 @@ def test_workers_profit_nonnegative_and_priced_out_would_lose(eds, market, quali
     arrays, sol = _solve(eds, market, quality)
     price = sol.price[:, None]
     at_price = ed_profit(price, best_response(price, arrays, market), arrays, market)[0]
-    scale = (arrays.data_size * arrays.gamma)[0]
+    scale = (data_cost(arrays) + comm_cost(arrays, market))[0]  # F_i: rounding is relative to it
     workers = sol.workers[0]
     assert np.all(at_price[workers] >= -1e-9 * scale[workers])
     assert np.all(at_price[~workers] < 0)
