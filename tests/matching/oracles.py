@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tbcim.matching.model import FloatArray, Market
+from tbcim.matching.model import FloatArray, Market, Outcome, SellerRef
 
 
 def brute_force_best(prefs: FloatArray) -> float:
@@ -60,3 +60,20 @@ def bisect_sup(wins: Callable[[float], bool], low: float, high: float, steps: in
         mid = 0.5 * (low + high)
         low, high = (mid, high) if wins(mid) else (low, mid)
     return low
+
+
+def best_seller_gain(
+    mechanism: Callable[[Market], Outcome],
+    market: Market,
+    triple: tuple[int, int, int],
+    kind: str,
+    shifts: FloatArray,
+) -> float:
+    """Largest gain of the ``kind`` seller of ``triple`` from shifting its bids to that buyer."""
+    seller = SellerRef(kind, triple[1] if kind == "data" else triple[2])
+    truthful = mechanism(market).seller_utility(seller, market)
+    lied = [
+        mechanism(market.with_seller_shift(seller, triple[0], s)).seller_utility(seller, market)
+        for s in shifts
+    ]
+    return max(lied) - truthful
