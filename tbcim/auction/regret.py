@@ -6,8 +6,9 @@ The misreport is one-dimensional, so we search it almost exhaustively
 (``docs/auction-mechanisms.md``, (E1)–(E4)):
 
 1. a dense grid of ``grid_points`` bids over V_s = [b_low, b̄];                             (E1)
-2. ``zoom_rounds`` rounds of a local grid of ``zoom_points`` around the best bid so far, each
-   round 5× finer (11 points): finds suprema at jumps, e.g. just below a rival's bid.        (E2)
+2. ``zoom_rounds`` rounds of a local grid of ``zoom_points`` around each of the ``zoom_starts``
+   highest local maxima of the grid, each round 5× finer (11 points): finds suprema at jumps,
+   e.g. just below a rival's bid, and narrow peaks that are not the grid's best point.      (E2)
 3. when a differentiable ``torch_outcome`` is given, ``refine_steps`` Adam steps of gradient
    ascent on u_s from the best bid so far, projected onto V_s, with the learning rate falling
    linearly from a fifth of the grid step to 0; the best iterate is re-scored
@@ -146,6 +147,7 @@ def misreport_scan(
     refine_steps: int = 20,
     zoom_rounds: int = 3,
     zoom_points: int = 11,
+    zoom_starts: int = 3,
     torch_outcome: TorchOutcome | None = None,
     monotone_tol: float = MONOTONE_TOL,
 ) -> MisreportScan:
@@ -154,6 +156,7 @@ def misreport_scan(
     refine_steps = _positive_int("refine_steps", refine_steps, 0)
     zoom_rounds = _positive_int("zoom_rounds", zoom_rounds, 0)
     zoom_points = _positive_int("zoom_points", zoom_points, 3)
+    zoom_starts = _positive_int("zoom_starts", zoom_starts, 1)
     if not np.isfinite(monotone_tol) or monotone_tol < 0:
         raise ConfigError("monotone_tol", f"must be finite and >= 0, got {monotone_tol}")
     check_mechanism_setting(mechanism, setting)
@@ -179,11 +182,10 @@ def misreport_scan(
             utility, allocation = probe(candidates)
             _best(utility, candidates, u_best, b_best)
             violation[rows, server] = np.maximum(np.diff(allocation, axis=1).max(axis=1), 0.0)
+            centres = _grid_peaks(utility, candidates, zoom_starts)
             half_width = step
             for _ in range(zoom_rounds):
-                offsets = np.linspace(-half_width, half_width, zoom_points)
-                local = np.clip(b_best[:, None] + offsets[None, :], low, high)
-                _best(*_utility_only(probe, local), u_best, b_best)
+                centres = _zoom(probe, centres, half_width, zoom_points, low, high, u_best, b_best)
                 half_width = 2.0 * half_width / (zoom_points - 1)
             if torch_outcome is not None and refine_steps > 0:
                 refined = _gradient_refine(
@@ -193,6 +195,40 @@ def misreport_scan(
                 _best(*_utility_only(probe, refined), u_best, b_best)
     regret = np.maximum(best_u - truthful, 0.0)
     return MisreportScan(regret, truthful, best_b, violation)
+
+
+def _grid_peaks(utility: Array, bids: Array, count: int) -> Array:
+    """The bids of the ``count`` highest local maxima of each row's grid utility, (n, count).
+
+    A local maximum beats its left neighbour and is not beaten by its right one, so a plateau
+    counts once (at its left end). Rows with fewer peaks repeat lower-ranked grid bids.
+    """
+    edge = np.full((utility.shape[0], 1), -np.inf)
+    left = np.concatenate([edge, utility[:, :-1]], axis=1)
+    right = np.concatenate([utility[:, 1:], edge], axis=1)
+    score = np.where((utility > left) & (utility >= right), utility, -np.inf)
+    order = np.argsort(-score, axis=1, kind="stable")[:, : min(count, utility.shape[1])]
+    return np.take_along_axis(bids, order, axis=1)
+
+
+def _zoom(
+    probe: _UtilityProbe,
+    centres: Array,
+    half_width: float,
+    points: int,
+    low: float,
+    high: float,
+    best_u: Array,
+    best_b: Array,
+) -> Array:
+    """One (E2) round: a local grid around every centre (n, k); returns the new centres."""
+    n, k = centres.shape
+    offsets = np.linspace(-half_width, half_width, points)
+    local = np.clip(centres[:, :, None] + offsets[None, None, :], low, high)  # (n, k, points)
+    utility, _ = probe(local.reshape(n, k * points))
+    _best(utility, local.reshape(n, k * points), best_u, best_b)
+    winner = utility.reshape(n, k, points).argmax(axis=2)
+    return np.take_along_axis(local, winner[:, :, None], axis=2)[:, :, 0]
 
 
 def _utility_only(probe: _UtilityProbe, misreports: Array) -> tuple[Array, Array]:

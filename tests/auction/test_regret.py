@@ -51,6 +51,21 @@ class Increasing:
         return z, z * profiles.bids
 
 
+class HiddenPeak:
+    """One ES always wins and is paid p(b): a narrow peak of 0.5 at b = 0.3024 (half-width
+    0.004, between grid points) and a plateau of 0.25 on [0.5, 1]; 0 elsewhere."""
+
+    name = "hidden-peak"
+
+    @staticmethod
+    def pay(bids: np.ndarray) -> np.ndarray:
+        peak = np.maximum(0.0, 0.5 - 125.0 * np.abs(bids - 0.3024))
+        return np.where(bids >= 0.5, 0.25, peak)
+
+    def outcome(self, profiles: Profiles) -> tuple[np.ndarray, np.ndarray]:
+        return np.ones(profiles.shape), self.pay(profiles.bids)
+
+
 def first_price_best_response_gain(costs: np.ndarray) -> np.ndarray:
     """Analytic regret of the first-price auction: the winner raises its bid to the second
     lowest cost (the top of the bid space, 1, when alone); losers cannot gain."""
@@ -80,6 +95,20 @@ def test_zoom_refinement_sharpens_the_grid(single3) -> None:
     fine = regret_per_profile(FirstPrice(), profiles, single3, grid_points=21)
     assert np.abs(coarse - expected).max() > 1e-2
     assert np.abs(fine - expected).max() < 1e-3
+
+
+def test_zoom_explores_more_than_the_best_grid_point() -> None:
+    from tbcim.auction.settings import get_setting
+
+    single1 = get_setting("single-1")
+    costs = np.array([[0.05], [0.2], [0.7]])
+    profiles = Profiles(costs, np.zeros((3, 1)), np.zeros((3, 1)))
+    expected = 0.5 - HiddenPeak.pay(costs)  # u(b') − u(c) = p(b') − p(c)
+    one_start = regret_per_profile(HiddenPeak(), profiles, single1, zoom_starts=1)
+    assert np.allclose(one_start, 0.25 - HiddenPeak.pay(costs))  # stuck on the plateau
+    several = regret_per_profile(HiddenPeak(), profiles, single1)
+    assert np.all(several <= expected + 1e-12)
+    assert np.allclose(several, expected, atol=1e-3)
 
 
 def test_gradient_refinement_reaches_the_interior_optimum(single3) -> None:
@@ -203,6 +232,7 @@ class NanPayments:
         (dict(refine_steps=-1), "refine_steps"),
         (dict(zoom_rounds=-2), "zoom_rounds"),
         (dict(zoom_points=2), "zoom_points"),
+        (dict(zoom_starts=0), "zoom_starts"),
         (dict(monotone_tol=float("nan")), "monotone_tol"),
         (dict(monotone_tol=-1.0), "monotone_tol"),
     ],
