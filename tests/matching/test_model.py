@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -118,3 +120,19 @@ def test_unknown_rules_name_the_field() -> None:
         run_method("Magic", market, np.random.default_rng(0))
     with pytest.raises(ConfigError, match=r"seller\.kind"):
         SellerRef("relay", 0)
+
+
+@pytest.mark.parametrize(
+    "mechanism",
+    [
+        subopt,
+        functools.partial(subopt, split="critical"),
+        opt,
+        functools.partial(opt, split="vcg_seller"),
+    ],
+)
+def test_market_without_feasible_pairs_leaves_every_buyer_unmatched(mechanism: Callable) -> None:
+    market = Market(np.array([1.0, 0.5]), np.full((2, 2), 2.0), np.ones((2, 2, 2)))
+    outcome = mechanism(market)
+    assert outcome.matching.unmatched_buyers == [0, 1] and outcome.matching.revenue == 0.0
+    assert not outcome.data_payments.any() and not outcome.uav_payments.any()
