@@ -100,16 +100,11 @@ def _best(utility: Array, misreports: Array, best_u: Array, best_b: Array) -> No
 
 
 def _gradient_refine(
-    torch_outcome: TorchOutcome,
-    profiles: Profiles,
-    server: int,
-    start: Array,
-    low: float,
-    high: float,
-    steps: int,
-    lr: float,
+    torch_outcome: TorchOutcome, probe: _UtilityProbe, start: Array, steps: int, lr: float
 ) -> Array:
     """Projected Adam ascent on u_s from ``start`` (E3); returns the best iterate per row."""
+    profiles, server = probe.profiles, probe.server
+    low, high = probe.setting.bid_low, probe.setting.bid_high
     dtype = torch.get_default_dtype()
     base = torch.as_tensor(profiles.bids, dtype=dtype)
     sizes = torch.as_tensor(profiles.data_sizes, dtype=dtype)
@@ -130,12 +125,30 @@ def _gradient_refine(
             better = utility > best_u
             best_u = torch.where(better, utility, best_u)
             best_b = torch.where(better, bid, best_b)
+        if not utility.requires_grad:  # the utility does not depend on the bid
+            break
         optimiser.zero_grad()
         (-utility.sum()).backward()
         optimiser.step()
         with torch.no_grad():
             bid.clamp_(low, high)
     return best_b.detach().to(torch.float64).numpy()
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Knobs of the misreport search (E1)–(E3), validated on construction."""
+
+    grid_points: int = 201
+    refine_steps: int = 20
+    zoom_rounds: int = 3
+    zoom_points: int = 11
+    zoom_starts: int = 3
+
+    def __post_init__(self) -> None:
+        minimum = {"grid_points": 2, "zoom_points": 3, "zoom_starts": 1}
+        for name in ("grid_points", "refine_steps", "zoom_rounds", "zoom_points", "zoom_starts"):
+            _positive_int(name, getattr(self, name), minimum.get(name, 0))
 
 
 def misreport_scan(
@@ -152,49 +165,58 @@ def misreport_scan(
     monotone_tol: float = MONOTONE_TOL,
 ) -> MisreportScan:
     """Grid + zoom + gradient search (E1)–(E3) for every profile and ES; see the module doc."""
-    grid_points = _positive_int("grid_points", grid_points, 2)
-    refine_steps = _positive_int("refine_steps", refine_steps, 0)
-    zoom_rounds = _positive_int("zoom_rounds", zoom_rounds, 0)
-    zoom_points = _positive_int("zoom_points", zoom_points, 3)
-    zoom_starts = _positive_int("zoom_starts", zoom_starts, 1)
+    search = SearchParams(grid_points, refine_steps, zoom_rounds, zoom_points, zoom_starts)
     if not np.isfinite(monotone_tol) or monotone_tol < 0:
         raise ConfigError("monotone_tol", f"must be finite and >= 0, got {monotone_tol}")
     check_mechanism_setting(mechanism, setting)
     profiles.validate(setting)
-    low, high = setting.bid_low, setting.bid_high
     z, p = mechanism.outcome(profiles)
     z, p = check_outcome(z, p, profiles, setting.multi_winner, mechanism.name)
     truthful = p - z * profiles.bids
-    shape = profiles.shape
     best_u = truthful.copy()
     best_b = profiles.bids.copy()
-    violation = np.zeros(shape)
-    grid = np.linspace(low, high, grid_points)
-    step = (high - low) / (grid_points - 1)
-    chunk = max(1, MAX_ROWS_PER_CALL // grid_points)
+    violation = np.zeros(profiles.shape)
+    chunk = max(1, MAX_ROWS_PER_CALL // search.grid_points)
     for server in range(profiles.n_servers):
         for start in range(0, profiles.n_profiles, chunk):
             rows = slice(start, start + chunk)
-            part = profiles.take(rows)
-            probe = _UtilityProbe(mechanism, setting, part, server)
-            u_best, b_best = best_u[rows, server], best_b[rows, server]  # views, updated in place
-            candidates = np.broadcast_to(grid, (part.n_profiles, grid_points))
-            utility, allocation = probe(candidates)
-            _best(utility, candidates, u_best, b_best)
-            violation[rows, server] = np.maximum(np.diff(allocation, axis=1).max(axis=1), 0.0)
-            centres = _grid_peaks(utility, candidates, zoom_starts)
-            half_width = step
-            for _ in range(zoom_rounds):
-                centres = _zoom(probe, centres, half_width, zoom_points, low, high, u_best, b_best)
-                half_width = 2.0 * half_width / (zoom_points - 1)
-            if torch_outcome is not None and refine_steps > 0:
-                refined = _gradient_refine(
-                    torch_outcome, part, server, b_best.copy(), low, high, refine_steps, step / 5
-                )
-                refined = np.clip(refined, low, high)[:, None]
-                _best(*_utility_only(probe, refined), u_best, b_best)
+            probe = _UtilityProbe(mechanism, setting, profiles.take(rows), server)
+            # best_u[rows, server] and best_b[rows, server] are views, updated in place.
+            violation[rows, server] = _search(
+                probe, search, torch_outcome, best_u[rows, server], best_b[rows, server]
+            )
     regret = np.maximum(best_u - truthful, 0.0)
     return MisreportScan(regret, truthful, best_b, violation)
+
+
+def _search(
+    probe: _UtilityProbe,
+    search: SearchParams,
+    torch_outcome: TorchOutcome | None,
+    best_u: Array,
+    best_b: Array,
+) -> Array:
+    """(E1)–(E3) for one ES over one chunk of profiles; returns the (E5) violations."""
+    low, high = probe.setting.bid_low, probe.setting.bid_high
+    n = probe.profiles.n_profiles
+    step = (high - low) / (search.grid_points - 1)
+    candidates = np.broadcast_to(
+        np.linspace(low, high, search.grid_points), (n, search.grid_points)
+    )
+    utility, allocation = probe(candidates)
+    _best(utility, candidates, best_u, best_b)
+    centres = _grid_peaks(utility, candidates, search.zoom_starts)
+    half_width = step
+    for _ in range(search.zoom_rounds):
+        centres = _zoom(probe, centres, half_width, search.zoom_points, best_u, best_b)
+        half_width = 2.0 * half_width / (search.zoom_points - 1)
+    if torch_outcome is not None and search.refine_steps > 0:
+        refined = _gradient_refine(
+            torch_outcome, probe, best_b.copy(), search.refine_steps, step / 5
+        )
+        misreports = np.clip(refined, low, high)[:, None]
+        _best(probe(misreports)[0], misreports, best_u, best_b)
+    return np.maximum(np.diff(allocation, axis=1).max(axis=1), 0.0)
 
 
 def _grid_peaks(utility: Array, bids: Array, count: int) -> Array:
@@ -216,24 +238,18 @@ def _zoom(
     centres: Array,
     half_width: float,
     points: int,
-    low: float,
-    high: float,
     best_u: Array,
     best_b: Array,
 ) -> Array:
     """One (E2) round: a local grid around every centre (n, k); returns the new centres."""
     n, k = centres.shape
     offsets = np.linspace(-half_width, half_width, points)
+    low, high = probe.setting.bid_low, probe.setting.bid_high
     local = np.clip(centres[:, :, None] + offsets[None, None, :], low, high)  # (n, k, points)
     utility, _ = probe(local.reshape(n, k * points))
     _best(utility, local.reshape(n, k * points), best_u, best_b)
     winner = utility.reshape(n, k, points).argmax(axis=2)
     return np.take_along_axis(local, winner[:, :, None], axis=2)[:, :, 0]
-
-
-def _utility_only(probe: _UtilityProbe, misreports: Array) -> tuple[Array, Array]:
-    utility, _ = probe(misreports)
-    return utility, misreports
 
 
 def regret_per_profile(

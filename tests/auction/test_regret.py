@@ -129,6 +129,18 @@ def test_gradient_refinement_reaches_the_interior_optimum(single3) -> None:
     assert np.abs(refined - expected).max() < 2e-5
 
 
+def test_gradient_refinement_tolerates_a_bid_independent_torch_outcome(single3) -> None:
+    profiles = single3.sample(10, np.random.default_rng(3))
+
+    def constant(bids: torch.Tensor, sizes: torch.Tensor, emds: torch.Tensor):
+        z = torch.full_like(bids, 1.0 / 3)
+        return z, z * 0.5
+
+    fixed = regret_per_profile(NoIncentive(single3), profiles, single3, torch_outcome=constant)
+    plain = regret_per_profile(NoIncentive(single3), profiles, single3)
+    assert np.array_equal(fixed, plain)
+
+
 @pytest.mark.parametrize("name", ["single-3", "tbcim-small"])
 def test_truthful_mechanisms_have_zero_regret(name: str, single3, small_tbcim) -> None:
     setting = small_tbcim if name == "tbcim-small" else single3
