@@ -1,0 +1,296 @@
+"""Fixed-point codec and integer mirror of ``contracts/FLAggregator.sol`` (TBCIM section II-A).
+
+The contract and this module agree bit for bit:
+
+* **Updates and models**: fixed-point int16 values ``q = round(x * 2^frac_bits)``, 16 lanes per
+  256-bit word, lane ``p`` at bits ``[16p, 16p+16)``, each lane zigzag coded (``2v`` for
+  ``v >= 0``, ``-2v-1`` for ``v < 0``) so small magnitudes of either sign have a zero high byte
+  (calldata costs 4 gas per zero byte, 16 per non-zero byte). Words are big-endian 32-byte ABI
+  words; lanes past ``num_params`` in the last word are zero.
+* **History** ``H``: the running sum of the ED's accepted updates, each scaled to integer length
+  ``unit_scale`` (a quantised unit vector), as int32 zigzag lanes, two words per update word:
+  for update word ``j``, history word ``2j+k`` lane ``q`` holds parameter ``16j+4k+q`` and lane
+  ``q+4`` holds parameter ``16j+4k+q+8`` (this pairs lanes the way the contract's MULMOD reads
+  them).
+* **Cosine rule** (section II-A): with ``n`` past accepted unit vectors ``u_j``, the mean cosine
+  ``(1/n) sum_j cos(w, u_j) = w.H / (n * unit_scale * |w|)``; accept iff it is at least epsilon,
+  decided on integers without a square root (:func:`judge`).
+* **FedAvg**: ``new_i = clamp(prev_i + floor((sum_k n_k w_ki + floor(N/2)) / N))`` with
+  ``N = sum_k n_k`` (round to nearest, ties up), clamped to int16 (:func:`fedavg`).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from eth_utils import keccak
+from numpy.typing import ArrayLike, NDArray
+
+from tbcim.errors import ConfigError
+
+LANES_PER_WORD = 16
+WORD_BYTES = 32
+HISTORY_BYTES_PER_WORD = 64
+INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+MAX_FRAC_BITS = 15
+MAX_UNIT_SCALE = 2**30
+PPM = 1_000_000
+INC_SHIFT = 24
+# Update lanes held by each history word, in lane order (see module docstring).
+_HISTORY_LANES = (np.array([0, 1, 2, 3, 8, 9, 10, 11]), np.array([4, 5, 6, 7, 12, 13, 14, 15]))
+
+IntArray = NDArray[np.int64]
+
+
+class Verdict(enum.IntEnum):
+    """The contract's ``Verdict`` enum: why an update was rejected (0 = accepted)."""
+
+    ACCEPTED = 0
+    ZERO_UPDATE = 1
+    NORM_BOUND = 2
+    COSINE = 3
+
+
+def num_words(num_params: int) -> int:
+    """256-bit words of a packed update with ``num_params`` parameters."""
+    if num_params < 1:
+        raise ConfigError("num_params", f"must be at least 1, got {num_params}")
+    return -(-num_params // LANES_PER_WORD)
+
+
+def _as_int_vector(values: ArrayLike, name: str, low: int, high: int) -> IntArray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ConfigError(name, f"must be a non-empty 1-D vector, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.isfinite(arr.astype(np.float64))) or np.any(arr != np.round(arr)):
+            raise ConfigError(name, "must hold integers")
+    ints = arr.astype(np.int64)
+    bad = np.flatnonzero((ints < low) | (ints > high))
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigError(name, f"value {int(ints[i])} at index {i} is outside [{low}, {high}]")
+    return ints
+
+
+def _zigzag(v: IntArray) -> IntArray:
+    return np.where(v >= 0, 2 * v, -2 * v - 1)
+
+
+def _unzigzag(z: IntArray) -> IntArray:
+    return np.where(z % 2 == 0, z // 2, -(z // 2) - 1)
+
+
+def _padded(v: IntArray) -> IntArray:
+    out = np.zeros(num_words(v.size) * LANES_PER_WORD, dtype=np.int64)
+    out[: v.size] = v
+    return out
+
+
+def _check_length(data: bytes, expected: int, name: str) -> None:
+    if len(data) != expected:
+        raise ConfigError(name, f"expected {expected} bytes, got {len(data)}")
+
+
+def pack_update(values: ArrayLike) -> bytes:
+    """Pack int16 values (an update or a model) into 32-byte words (zigzag lanes)."""
+    v = _as_int_vector(values, "update", INT16_MIN, INT16_MAX)
+    lanes = _zigzag(_padded(v)).reshape(-1, LANES_PER_WORD)
+    return lanes[:, ::-1].astype(">u2").tobytes()
+
+
+def unpack_update(data: bytes, num_params: int) -> IntArray:
+    """Inverse of :func:`pack_update`; checks length and zero padding."""
+    _check_length(data, num_words(num_params) * WORD_BYTES, "packed update")
+    lanes = np.frombuffer(data, dtype=">u2").reshape(-1, LANES_PER_WORD)[:, ::-1]
+    values = _unzigzag(lanes.reshape(-1).astype(np.int64))
+    if np.any(values[num_params:] != 0):
+        raise ConfigError("packed update", "padding lanes past num_params must be zero")
+    return values[:num_params]
+
+
+def pack_history(values: ArrayLike) -> bytes:
+    """Pack history values (int32) into two words per update word (paired lane order)."""
+    v = _as_int_vector(values, "history", INT32_MIN, INT32_MAX)
+    by_word = _zigzag(_padded(v)).reshape(-1, LANES_PER_WORD)
+    words = np.stack([by_word[:, idx] for idx in _HISTORY_LANES], axis=1)  # (W, 2, 8)
+    return words[:, :, ::-1].astype(">u4").tobytes()
+
+
+def unpack_history(data: bytes, num_params: int) -> IntArray:
+    """Inverse of :func:`pack_history`."""
+    _check_length(data, num_words(num_params) * HISTORY_BYTES_PER_WORD, "packed history")
+    words = np.frombuffer(data, dtype=">u4").reshape(-1, 2, 8)[:, :, ::-1].astype(np.int64)
+    by_word = np.empty((words.shape[0], LANES_PER_WORD), dtype=np.int64)
+    for k, idx in enumerate(_HISTORY_LANES):
+        by_word[:, idx] = words[:, k, :]
+    return _unzigzag(by_word.reshape(-1))[:num_params]
+
+
+@dataclass(frozen=True)
+class FixedPointCodec:
+    """Fixed-point int16 codec with ``frac_bits`` fractional bits (step ``2^-frac_bits``)."""
+
+    frac_bits: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.frac_bits <= MAX_FRAC_BITS:
+            raise ConfigError("frac_bits", f"must be in [0, {MAX_FRAC_BITS}], got {self.frac_bits}")
+
+    @property
+    def step(self) -> float:
+        """One quantisation step."""
+        return 2.0**-self.frac_bits
+
+    @property
+    def min_value(self) -> float:
+        return INT16_MIN * self.step
+
+    @property
+    def max_value(self) -> float:
+        return INT16_MAX * self.step
+
+    def quantize(self, values: ArrayLike, name: str = "values") -> IntArray:
+        """Round to the nearest step (ties to even); values outside the range raise."""
+        x = np.asarray(values, dtype=np.float64)
+        if x.ndim != 1 or x.size == 0:
+            raise ConfigError(name, f"must be a non-empty 1-D vector, got shape {x.shape}")
+        bad = np.flatnonzero(~np.isfinite(x))
+        if bad.size:
+            raise ConfigError(name, f"value {x[bad[0]]} at index {int(bad[0])} is not finite")
+        q = np.rint(x * 2.0**self.frac_bits)
+        bad = np.flatnonzero((q < INT16_MIN) | (q > INT16_MAX))
+        if bad.size:
+            i = int(bad[0])
+            raise ConfigError(
+                name,
+                f"value {x[i]!r} at index {i} is outside the int16 range "
+                f"[{self.min_value}, {self.max_value}] with {self.frac_bits} fractional bits",
+            )
+        return q.astype(np.int64)
+
+    def dequantize(self, q: ArrayLike) -> NDArray[np.float64]:
+        return np.asarray(q, dtype=np.float64) * self.step
+
+    def encode(self, values: ArrayLike, name: str = "values") -> bytes:
+        """Quantise and pack a float vector."""
+        return pack_update(self.quantize(values, name))
+
+    def decode(self, data: bytes, num_params: int) -> NDArray[np.float64]:
+        """Unpack and dequantise a packed vector."""
+        return self.dequantize(unpack_update(data, num_params))
+
+
+# ------------------------------------------------------------------ contract integer mirror
+
+
+def norm_squared(update: ArrayLike) -> int:
+    """|w|^2 of an int16 update, exactly."""
+    w = np.asarray(update, dtype=np.int64)
+    return int(np.dot(w, w))
+
+
+def history_dot(update: ArrayLike, history: ArrayLike) -> int:
+    """w.H exactly (|w_i h_i| < 2^46, so int64 sums are exact for d < 2^17; use Python ints)."""
+    w = np.asarray(update, dtype=np.int64).astype(object)
+    h = np.asarray(history, dtype=np.int64).astype(object)
+    return int(np.dot(w, h))
+
+
+def history_increment(update: ArrayLike, unit_scale: int) -> IntArray:
+    """The contract's quantised unit vector of an accepted update.
+
+    ``inc_i = ((w_i + 2^15) r + 2^23) >> 24 - ((2^15 r + 2^23) >> 24)`` with
+    ``r = floor(unit_scale 2^24 / isqrt(|w|^2))``; ``|inc_i| <= unit_scale``.
+    """
+    w = np.asarray(update, dtype=np.int64)
+    norm = math.isqrt(norm_squared(w))
+    if norm == 0:
+        raise ConfigError("update", "the zero update has no direction")
+    r = (unit_scale << INC_SHIFT) // norm
+    r_hi, r_lo = r >> INC_SHIFT, r & ((1 << INC_SHIFT) - 1)
+    a = w + 2**15
+    half = 1 << (INC_SHIFT - 1)
+    # (a r + half) >> 24 == a r_hi + ((a r_lo + half) >> 24): exact in int64.
+    scaled = a * r_hi + ((a * r_lo + half) >> INC_SHIFT)
+    offset = (2**15 * r + half) >> INC_SHIFT
+    return scaled - offset
+
+
+@dataclass
+class HistoryState:
+    """One ED's verification state, mirrored off chain (the contract stores only its hash)."""
+
+    num_params: int
+    values: IntArray = field(default=None)  # type: ignore[assignment]
+    accepted: int = 0
+    norm_sum: int = 0
+
+    def __post_init__(self) -> None:
+        if self.values is None:
+            self.values = np.zeros(self.num_params, dtype=np.int64)
+
+    def packed(self) -> bytes:
+        """The bytes to pass as ``history`` to ``submit`` (empty before the first acceptance)."""
+        return pack_history(self.values) if self.accepted else b""
+
+    def commitment(self) -> bytes:
+        """keccak256 of the packed history, as the contract stores it (32 zero bytes if none)."""
+        return keccak(self.packed()) if self.accepted else bytes(32)
+
+    def accept(self, update: ArrayLike, unit_scale: int) -> None:
+        """Apply an accepted update exactly as the contract does."""
+        w = np.asarray(update, dtype=np.int64)
+        self.values = self.values + history_increment(w, unit_scale)
+        self.accepted += 1
+        self.norm_sum += math.isqrt(norm_squared(w))
+
+
+def judge(
+    sq: int,
+    dot: int,
+    accepted: int,
+    norm_sum: int,
+    *,
+    epsilon_ppm: int,
+    norm_bound_ppm: int,
+    unit_scale: int,
+) -> Verdict:
+    """The contract's verdict: zero update, norm bound, then the exact mean-cosine rule."""
+    if sq == 0:
+        return Verdict.ZERO_UPDATE
+    if accepted == 0:
+        return Verdict.ACCEPTED
+    if sq * (accepted * PPM) ** 2 > (norm_bound_ppm * norm_sum) ** 2:
+        return Verdict.NORM_BOUND
+    lhs = dot * PPM
+    rhs = epsilon_ppm * accepted * unit_scale
+    if lhs >= 0:
+        ok = rhs <= 0 or lhs * lhs >= rhs * rhs * sq
+    else:
+        ok = rhs < 0 and lhs * lhs <= rhs * rhs * sq
+    return Verdict.ACCEPTED if ok else Verdict.COSINE
+
+
+def fedavg(
+    previous: ArrayLike, updates: Sequence[ArrayLike], weights: Sequence[int]
+) -> tuple[IntArray, int]:
+    """The contract's FedAvg step; returns the new int16 model and the number of clamped lanes."""
+    prev = np.asarray(previous, dtype=np.int64)
+    if len(updates) == 0 or len(updates) != len(weights):
+        raise ConfigError("updates", "need one weight per update and at least one update")
+    if any(int(n) <= 0 for n in weights):
+        raise ConfigError("weights", "data sizes must be positive")
+    total = sum(int(n) for n in weights)
+    acc = np.zeros(prev.size, dtype=object)
+    for w, n in zip(updates, weights, strict=True):
+        acc = acc + np.asarray(w, dtype=np.int64).astype(object) * int(n)
+    mean = np.array([(int(s) + total // 2) // total for s in acc], dtype=np.int64)
+    raw = prev + mean
+    clipped = np.clip(raw, INT16_MIN, INT16_MAX)
+    return clipped, int(np.count_nonzero(raw != clipped))
