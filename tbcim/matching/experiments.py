@@ -329,10 +329,14 @@ def fig5(out: Path, seed: int, points: int = 81) -> list[dict]:
     buyer, m, n = base.matching.triples[k].tolist()
     data, uav = SellerRef("data", m), SellerRef("uav", n)
     d_bid, u_bid = market.data_bids[buyer, m], market.uav_bids[buyer, m, n]
+
+    def grid(low: float, high: float) -> np.ndarray:  # always holds the truthful point 0
+        return np.union1d(np.linspace(low, high, points), [0.0])
+
     sweeps = {
-        "a_data_moves": ([(data, 1.0)], np.linspace(-min(2.0, d_bid), 2.0, points)),
-        "b_uav_moves": ([(uav, 1.0)], np.linspace(-min(2.0, u_bid), 2.0, points)),
-        "c_joint_fixed": ([(uav, 1.0), (data, -1.0)], np.linspace(0.0, d_bid, points)),
+        "a_data_moves": ([(data, 1.0)], grid(-min(2.0, d_bid), 2.0)),
+        "b_uav_moves": ([(uav, 1.0)], grid(-min(2.0, u_bid), 2.0)),
+        "c_joint_fixed": ([(uav, 1.0), (data, -1.0)], grid(0.0, d_bid)),
     }
     rows = []
     for panel, (movers, shifts) in tqdm(sweeps.items(), desc="fig5"):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tbcim.matching.deviations import pair_utility, single_minded, sweep_joint_bid
 from tbcim.matching.model import Market, SellerRef
+from tbcim.matching.opt import opt
 from tbcim.matching.scenario import generate
 from tbcim.matching.subopt import subopt
 
@@ -199,3 +200,19 @@ def test_unmatched_buyer_is_reported() -> None:
     assert outcome.matching.unmatched_buyers == [1]
     assert outcome.matching.pair_of(1) is None
     assert outcome.matching.revenue == pytest.approx(7.0)
+
+
+def test_a_sellers_shared_bid_moves_its_own_competitor_in_pair_level_payments() -> None:
+    """A data-seller's bid to a buyer is in all its pairs with that buyer; when its other pair is
+    the critical competitor, raising the bid raises the pair's payment one for one (Subopt and
+    pair-level VCG alike). Seller-level VCG prices the seller against markets without it."""
+    market = Market(np.array([10.0]), np.array([[1.0]]), np.array([[[1.0, 1.5]]]))
+    seller = SellerRef("data", 0)
+    lied = market.with_seller_shift(seller, 0, 5.0)
+    for mechanism in (subopt, opt):
+        assert pair_utility(mechanism(market), market, 0, 0) == pytest.approx(0.5)
+        assert pair_utility(mechanism(lied), market, 0, 0) == pytest.approx(5.5)
+    per_seller = functools.partial(opt, split="vcg_seller")
+    truthful = per_seller(market).seller_utility(seller, market)
+    assert per_seller(lied).seller_utility(seller, market) == pytest.approx(truthful)
+    assert per_seller(market).uav_payments[0] + per_seller(market).data_payments[0] > 10.0
