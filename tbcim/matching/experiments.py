@@ -362,21 +362,26 @@ def fig5(out: Path, seed: int, points: int = 81) -> list[dict]:
 
 
 def _plot_fig5(rows: list[dict], path: Path) -> None:
-    fig, axes = new_figure(3, 3, figsize=(14, 11), sharex="row")
+    fig, axes = new_figure(3, 3, figsize=(14, 12))
+    series = (
+        ("pair_utility", "seller pair", "tab:blue"),
+        ("data_utility", "data-seller", "tab:orange"),
+        ("uav_utility", "UAV-seller", "tab:green"),
+    )
     for i, panel in enumerate(("a_data_moves", "b_uav_moves", "c_joint_fixed")):
         for j, name in enumerate(FIG5_MECHANISMS):
             ax = axes[i, j]
             sel = [r for r in rows if r["panel"] == panel and r["mechanism"] == name]
             shifts = [r["shift"] for r in sel]
-            ax.plot(shifts, [r["pair_utility"] for r in sel], label="seller pair")
-            for key, label in (("data_utility", "data-seller"), ("uav_utility", "UAV-seller")):
+            for key, label, color in series:
                 if sel and sel[0][key] != "":
-                    ax.plot(shifts, [r[key] for r in sel], label=label)
+                    ax.plot(shifts, [r[key] for r in sel], label=label, color=color)
             ax.axvline(0.0, color="red", lw=0.8, ls=":")
             ax.set_title(f"({panel[0]}) {name}", fontsize=8)
-            ax.set_xlabel("misreport (bid − cost); red: truthful", fontsize=7)
+            ax.set_xlabel("misreport s (red: truthful)", fontsize=7)
             ax.set_ylabel("utility", fontsize=7)
-    axes[0, 0].legend(fontsize=7)
+            ax.legend(fontsize=6)
+    fig.subplots_adjust(hspace=0.4)
     save_figure(fig, path)
 
 
