@@ -162,14 +162,14 @@ class FixedPointCodec:
             raise ConfigError(name, f"must be a non-empty 1-D vector, got shape {x.shape}")
         bad = np.flatnonzero(~np.isfinite(x))
         if bad.size:
-            raise ConfigError(name, f"value {x[bad[0]]} at index {int(bad[0])} is not finite")
+            raise ConfigError(name, f"value {float(x[bad[0]])} at index {int(bad[0])} is not finite")
         q = np.rint(x * 2.0**self.frac_bits)
         bad = np.flatnonzero((q < INT16_MIN) | (q > INT16_MAX))
         if bad.size:
             i = int(bad[0])
             raise ConfigError(
                 name,
-                f"value {x[i]!r} at index {i} is outside the int16 range "
+                f"value {float(x[i])!r} at index {i} is outside the int16 range "
                 f"[{self.min_value}, {self.max_value}] with {self.frac_bits} fractional bits",
             )
         return q.astype(np.int64)
