@@ -8,16 +8,16 @@ objective uses the relaxation (MODEL-NOTES §2)
     D(z) = Σ_s z_s·d_s,     θ̄(z) = Σ_s z_s·θ_s / Σ_s z_s   (θ̄ = 0 when Σ z = 0),           (U2)
 
 which is exact for a 0/1 allocation (a set of winners). For a set T of winners,
-U_d(T) = a5·q(Σ_{s∈T} d_s, mean_{s∈T} θ_s), with U_d(∅) = 0 (no workers, no model).      (U3)
+U_d(T) = a5·(q(Σ_{s∈T} d_s, mean_{s∈T} θ_s) − q(∅)), with U_d(∅) = 0 ((28'), quality.py). (U3)
 
 When the mechanism is run for real, each ES wins independently with probability z_s (M4); the
 buyer then gets, in expectation, the realised value
 
     Ū_d(z) = Σ_T Π_{s∈T} z_s Π_{s∉T} (1 − z_s) · U_d(T),                                 (U4)
 
-multilinear in z and equal to (U2) at 0/1 allocations. (U2) overstates fractional allocations:
-q jumps from 0 at D = 0 to α − a1 ≈ 0.11 at D = 0+, so under (U2) an allocation z = ε to every
-ES is worth ≈ a5·0.11 ≈ 0.07 for nothing, while (U4) gives it ≈ 0.
+multilinear in z and equal to (U2) at 0/1 allocations. U_d is continuous at D = 0 ((28')), so
+(U2) cannot be gamed by tiny allocations, but q is concave in D, so (U2) ≥ (U4) for fractional
+allocations (Jensen): `evaluate` reports both.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from tbcim.lower.quality import QualityParams, data_utility
+from tbcim.lower.quality import QualityParams, data_utility, data_utility_torch
 
 Array = NDArray[np.float64]
 
@@ -54,13 +54,8 @@ def tbcim_value_torch(
     """Differentiable U_d(z) of (U2), same numbers as :func:`tbcim_value`; shape (...,)."""
     weight = z.sum(dim=-1)
     total = (z * data_sizes).sum(dim=-1)
-    positive = total > 0
     theta = (z * emds).sum(dim=-1) / weight.clamp_min(1e-12)
-    alpha = torch.exp(-((theta / params.a4 + params.a3) ** 2))
-    # Where D = 0 substitute D = 1 before the power so the masked branch has finite gradients.
-    safe_total = torch.where(positive, total, torch.ones_like(total))
-    q = alpha - params.a1 * torch.exp(-((params.a2 * safe_total) ** alpha))
-    return params.a5 * torch.where(positive, q, torch.zeros_like(q))
+    return data_utility_torch(total.clamp_min(0.0), theta.clamp_min(0.0), params)
 
 
 def subset_values(data_sizes: Array, emds: Array, params: QualityParams) -> Array:
@@ -91,11 +86,7 @@ def realised_tbcim_value_torch(
     masks = torch.as_tensor(subset_masks(n_servers), dtype=z.dtype)  # (K, S)
     total = data_sizes @ masks.T  # (B, K)
     theta = (emds @ masks.T) / masks.sum(dim=1).clamp_min(1.0)
-    positive = total > 0
-    alpha = torch.exp(-((theta / params.a4 + params.a3) ** 2))
-    safe_total = torch.where(positive, total, torch.ones_like(total))
-    q = alpha - params.a1 * torch.exp(-((params.a2 * safe_total) ** alpha))
-    values = params.a5 * torch.where(positive, q, torch.zeros_like(q))
+    values = data_utility_torch(total, theta, params)
     z = z.clamp(0.0, 1.0)[..., None, :]  # (B, 1, S)
     probability = torch.where(masks > 0, z, 1.0 - z).prod(dim=-1)  # (B, K)
     return (probability * values).sum(dim=-1)

@@ -77,13 +77,14 @@ def es_profit(
     q: QualityParams,
     g_e: float,
 ) -> float:
-    """π_s of (33) with U_d of (27)–(28) written out (q = 0 for no data)."""
+    """π_s of (33) with U_d of (27)–(28') written out (U_d = 0 for no workers)."""
     if not workers:
         return 0.0
     size = sum(eds[i].d for i in workers)
     theta_bar = sum(eds[i].theta for i in workers) / len(workers)
     a = math.exp(-((theta_bar / q.a4 + q.a3) ** 2))
-    utility = q.a5 * (a - q.a1 * math.exp(-((q.a2 * size) ** a)))
+    empty = math.exp(-(q.a3**2)) - q.a1  # q(∅) = q(0, 0)
+    utility = q.a5 * (a - q.a1 * math.exp(-((q.a2 * size) ** a)) - empty)
     paid = sum(_follower(eds[i], p, m)[1] for i in workers)
     chain = m.a6 * g_e / m.gas_unit * m.gas_price * len(workers)
     return utility - paid - chain

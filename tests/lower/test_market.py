@@ -79,7 +79,7 @@ def test_server_types_cost_is_payments_plus_blockchain_cost() -> None:
 
 
 def test_server_types_redraws_ess_that_hire_nobody() -> None:
-    costly = replace(CONFIG, market=replace(CONFIG.market, gas_price=0.33))
+    costly = replace(CONFIG, market=replace(CONFIG.market, gas_price=0.08))
     one_round = _market(3, 400, costly).solution
     assert np.mean(one_round.n_workers == 0) > 0.05  # the redraw matters at this gas price
     types = server_types(np.random.default_rng(3), 400, costly)
