@@ -153,7 +153,7 @@ def fig3(
     rows: list[dict] = []
     for panel, sizes in panels:
         for size in tqdm(sizes, desc=f"fig3 {panel}"):
-            revenue = {method: [] for method in METHODS}
+            revenue: dict[str, list[float]] = {method: [] for method in METHODS}
             for market in _markets(rng, size, instances):
                 for method in METHODS:
                     matching = run_method(method, market, rng, payments=False)
