@@ -16,6 +16,7 @@ import numpy as np
 from eth_utils import keccak
 from numpy.typing import ArrayLike
 from web3.contract import Contract
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from tbcim.blockchain.codec import (
@@ -156,7 +157,7 @@ class AggregatorClient:
         receipt = self.node.transact(
             self.contract.functions.openRound(), sender=self.server, role="es"
         )
-        (event,) = self.contract.events.RoundOpened().process_receipt(receipt)
+        (event,) = self.contract.events.RoundOpened().process_receipt(receipt, errors=DISCARD)
         return int(event.args.round)
 
     def deadline(self, round_: int) -> int:
@@ -232,7 +233,7 @@ class AggregatorClient:
     def _outcome(
         self, device: str, round_: int, update: ArrayLike, receipt: TxReceipt
     ) -> Submission:
-        accepted = self.contract.events.UpdateAccepted().process_receipt(receipt)
+        accepted = self.contract.events.UpdateAccepted().process_receipt(receipt, errors=DISCARD)
         if accepted:
             args = accepted[0].args
             state = self.history(device)
@@ -241,7 +242,9 @@ class AggregatorClient:
                 raise TbcimError(f"history mirror of {device} diverged from the contract")
             verdict = Verdict.ACCEPTED
         else:
-            (rejected,) = self.contract.events.UpdateRejected().process_receipt(receipt)
+            (rejected,) = self.contract.events.UpdateRejected().process_receipt(
+                receipt, errors=DISCARD
+            )
             args = rejected.args
             verdict = Verdict(args.verdict)
         return Submission(
