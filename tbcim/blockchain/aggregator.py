@@ -256,9 +256,7 @@ class AggregatorClient:
         """The global model of ``round_`` (default: the latest) from the event log; the latest
         is checked against the hash the contract stores."""
         filters = {} if round_ is None else {"round": round_}
-        logs = self.contract.events.GlobalModel().get_logs(
-            from_block=0, argument_filters=filters
-        )
+        logs = self.contract.events.GlobalModel().get_logs(from_block=0, argument_filters=filters)
         if not logs:
             raise TbcimError(f"no global model on chain for round {round_}")
         log = max(logs, key=lambda entry: (entry.blockNumber, entry.logIndex))

@@ -67,9 +67,9 @@ def _as_int_vector(values: ArrayLike, name: str, low: int, high: int) -> IntArra
     arr = np.asarray(values)
     if arr.ndim != 1 or arr.size == 0:
         raise ConfigError(name, f"must be a non-empty 1-D vector, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.isfinite(arr.astype(np.float64))) or np.any(arr != np.round(arr)):
-            raise ConfigError(name, "must hold integers")
+    is_int = np.issubdtype(arr.dtype, np.integer)
+    if not is_int and not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+        raise ConfigError(name, "must hold integers")
     ints = arr.astype(np.int64)
     bad = np.flatnonzero((ints < low) | (ints > high))
     if bad.size:
@@ -162,7 +162,8 @@ class FixedPointCodec:
             raise ConfigError(name, f"must be a non-empty 1-D vector, got shape {x.shape}")
         bad = np.flatnonzero(~np.isfinite(x))
         if bad.size:
-            raise ConfigError(name, f"value {float(x[bad[0]])} at index {int(bad[0])} is not finite")
+            i = int(bad[0])
+            raise ConfigError(name, f"value {float(x[i])} at index {i} is not finite")
         q = np.rint(x * 2.0**self.frac_bits)
         bad = np.flatnonzero((q < INT16_MIN) | (q > INT16_MAX))
         if bad.size:

@@ -50,7 +50,7 @@ def test_layout_of_one_word() -> None:
     # lane p at bits [16p, 16p+16) of a big-endian word; zigzag 1 -> 2, -1 -> 1, -32768 -> 65535
     data = pack_update([1, -1, INT16_MIN] + [0] * 13)
     assert len(data) == 32
-    assert data[-6:] == bytes.fromhex("ffff" "0001" "0002")
+    assert data[-6:] == bytes.fromhex("ffff00010002")
     assert data[:-6] == bytes(26)
 
 
@@ -125,7 +125,9 @@ def test_history_increment_is_a_quantised_unit_vector(w: np.ndarray) -> None:
 )
 def test_judge_matches_the_real_valued_rule(sq, dot, n, norm_sum, eps) -> None:
     scale = 2**14
-    verdict = judge(sq, dot, n, norm_sum, epsilon_ppm=eps, norm_bound_ppm=3 * 10**6, unit_scale=scale)
+    verdict = judge(
+        sq, dot, n, norm_sum, epsilon_ppm=eps, norm_bound_ppm=3 * 10**6, unit_scale=scale
+    )
     if sq == 0:
         assert verdict == Verdict.ZERO_UPDATE
         return
