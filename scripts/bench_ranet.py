@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tbcim.auction.ranet import preset, read_config_file, save_model, train
+import torch
+
+from tbcim.auction.ranet import preset, read_config_file, save_result, train
 from tbcim.auction.ranet.config import PRESETS, config_from_mapping
 from tbcim.auction.ranet.evaluation import evaluate_ranet
 from tbcim.auction.settings import SETTING_NAMES, setting_from_dict
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--models-dir", default="results/ranet")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (shared CPU)")
     args = parser.parse_args(argv)
     try:
         names = [n.strip() for n in args.settings.split(",") if n.strip()]
@@ -64,11 +67,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("settings", f"unknown {unknown}; choose from {SETTING_NAMES}")
         if args.samples < 1:
             raise ConfigError("samples", "must be a positive integer")
+        if args.threads < 1:
+            raise ConfigError("threads", "must be a positive integer")
         overrides = read_config_file(args.config)[1] if args.config else {}
         config = config_from_mapping(overrides, preset(args.preset))
     except TbcimError as err:
         print(f"bench_ranet: error: {err}", file=sys.stderr)
         return 2
+    torch.set_num_threads(args.threads)
     rows = []
     for name in names:
         spec = {"base": name}
@@ -76,16 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: training ({args.preset})", flush=True)
         result = train(setting, config, args.seed)
         model_path = Path(args.models_dir) / f"{name}.pt"
-        save_model(
-            model_path,
-            result.model,
-            config,
-            seed=args.seed,
-            setting_spec=spec,
-            history=result.history,
-            selected_epoch=result.selected_epoch,
-            train_seconds=result.train_seconds,
-        )
+        save_result(model_path, result, spec)
         start = time.perf_counter()
         row = evaluate_ranet(result.model, args.samples, args.seed)
         row.update(

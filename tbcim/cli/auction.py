@@ -15,7 +15,7 @@ import argparse
 import json
 
 from tbcim.auction.figures import bid_response, plot_bid_response, plot_training
-from tbcim.auction.ranet import load_model, preset, read_config_file, save_model, train
+from tbcim.auction.ranet import load_model, preset, read_config_file, save_result, train
 from tbcim.auction.ranet.config import PRESETS, config_from_mapping
 from tbcim.auction.ranet.evaluation import evaluate_ranet
 from tbcim.auction.settings import SETTING_NAMES, get_setting, setting_from_dict
@@ -83,16 +83,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("resume", "needs --checkpoint")
     print(f"training RANet on {setting.name} ({args.preset} preset, seed {args.seed}): {config}")
     result = train(setting, config, args.seed, checkpoint_path=args.checkpoint, resume=args.resume)
-    save_model(
-        args.out,
-        result.model,
-        config,
-        seed=args.seed,
-        setting_spec=spec,
-        history=result.history,
-        selected_epoch=result.selected_epoch,
-        train_seconds=result.train_seconds,
-    )
+    save_result(args.out, result, spec)
     print(
         f"saved {args.out} (epoch {result.selected_epoch} selected, "
         f"{result.train_seconds:.0f} s of training)"

@@ -1,6 +1,6 @@
 """RANet: the learned reverse auction of section III (networks, Algorithm 1, model files)."""
 
-from tbcim.auction.ranet.checkpoint import load_model, save_model
+from tbcim.auction.ranet.checkpoint import load_model, save_model, save_result
 from tbcim.auction.ranet.config import PRESETS, TrainConfig, preset, read_config_file
 from tbcim.auction.ranet.nets import RANet
 from tbcim.auction.ranet.trainer import Trainer, TrainResult, train
@@ -15,5 +15,6 @@ __all__ = [
     "preset",
     "read_config_file",
     "save_model",
+    "save_result",
     "train",
 ]

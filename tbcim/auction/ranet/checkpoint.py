@@ -18,6 +18,7 @@ import torch
 
 from tbcim.auction.ranet.config import TrainConfig, config_from_mapping
 from tbcim.auction.ranet.nets import RANet
+from tbcim.auction.ranet.trainer import TrainResult
 from tbcim.auction.settings import AuctionSetting, setting_from_dict
 from tbcim.errors import ConfigError
 
@@ -69,6 +70,22 @@ def save_model(
             "selected_epoch": selected_epoch,
             "train_seconds": train_seconds,
         },
+    )
+
+
+def save_result(
+    path: str | Path, result: TrainResult, setting_spec: dict[str, Any] | None = None
+) -> Path:
+    """Save the selected model of a training run with its config, seed and history."""
+    return save_model(
+        path,
+        result.model,
+        result.config,
+        seed=result.seed,
+        setting_spec=setting_spec,
+        history=result.history,
+        selected_epoch=result.selected_epoch,
+        train_seconds=result.train_seconds,
     )
 
 

@@ -99,9 +99,17 @@ class TrainConfig:
         return asdict(self)
 
 
-#: Named starting points. ``quick`` is the benchmark's (≤ 10 min for S ≤ 5 on 2 CPU cores);
-#: ``paper`` is section V-A's run: 500k training profiles, R = 10, ρ = 1, Adam lr 1e-3;
-#: ``smoke`` is a seconds-long run for tests and demos (it does not reach the quality goals).
+#: Named starting points.
+#:
+#: * ``quick`` — the benchmark's (``scripts/bench_ranet.py``): 40k training profiles, batches of
+#:   1000, R = 3 warm-started ascent steps plus an 11-point grid re-seed every 2nd iteration
+#:   (cheaper per iteration than R = 10 and finds the non-local misreports of the multi-winner
+#:   setting), λ_0 = 5 updated every Q = 25 iterations, ρ = 10 growing by 10 every 100
+#:   iterations, selection at validation regret ≤ 8e-4 (margin below the 1e-3 goal, since the
+#:   held-out evaluator searches harder), early stop after 15 epochs without a better pick.
+#: * ``paper`` — section V-A as printed: 500k training profiles, R = 10, ρ = 1 fixed, Adam lr
+#:   1e-3, no grid re-seed (λ_0 and Q are not given in the paper; RegretNet's 5 and 100 are used).
+#: * ``smoke`` — a seconds-long run for demos and CLI tests (does not reach the quality goals).
 PRESETS: dict[str, TrainConfig] = {
     "smoke": TrainConfig(
         hidden_width=32,
@@ -109,18 +117,43 @@ PRESETS: dict[str, TrainConfig] = {
         n_val=200,
         batch_size=250,
         epochs=3,
-        misreport_steps=5,
+        misreport_steps=3,
+        lambda_init=5.0,
         lambda_every=10,
+        rho_init=5.0,
+        rho_increment=5.0,
         rho_every=20,
+        rho_max=100.0,
         val_grid=21,
     ),
-    "quick": TrainConfig(),
+    "quick": TrainConfig(
+        n_train=40_000,
+        n_val=1_000,
+        batch_size=1_000,
+        epochs=60,
+        misreport_steps=3,
+        misreport_grid=11,
+        grid_every=2,
+        lambda_init=5.0,
+        lambda_every=25,
+        rho_init=10.0,
+        rho_increment=10.0,
+        rho_every=100,
+        rho_max=1_000.0,
+        target_regret=8e-4,
+        patience=15,
+    ),
     "paper": TrainConfig(
         n_train=500_000,
         n_val=10_000,
         batch_size=1_000,
         epochs=20,
         misreport_steps=10,
+        lambda_init=5.0,
+        lambda_every=100,
+        rho_init=1.0,
+        rho_increment=0.0,
+        rho_max=1.0,
     ),
 }
 
