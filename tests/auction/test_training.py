@@ -167,3 +167,22 @@ def test_multi_winner_training_runs_and_keeps_ir(tmp_path) -> None:
     assert np.all(p - z * profiles.bids >= -1e-9)
     row = result.history[-1]
     assert np.isfinite(row["val_buyer_utility"]) and row["val_regret_mean"] >= 0
+
+
+def test_model_selection_prefers_feasible_then_utility(single2: AuctionSetting) -> None:
+    trainer = Trainer(single2, replace(TINY, target_regret=1e-3), seed=0, log=None)
+    rows = [  # (val regret, val buyer utility) per epoch
+        (5e-3, 0.45),  # infeasible: kept only while nothing better exists
+        (2e-3, 0.40),  # infeasible but less regret: replaces epoch 1
+        (9e-4, 0.30),  # first feasible epoch
+        (4e-3, 0.60),  # infeasible, however high its utility
+        (5e-4, 0.35),  # feasible and better
+        (1e-4, 0.32),  # feasible, lower utility: not selected
+    ]
+    picks = []
+    for epoch, (regret, utility) in enumerate(rows, start=1):
+        row = {"epoch": epoch, "val_regret_mean": regret, "val_buyer_utility": utility}
+        trainer.history.append(row)
+        picks.append(trainer._select(row))
+    assert picks == [True, True, True, False, True, False]
+    assert trainer.selected is not None and trainer.selected[0] == 5
