@@ -66,6 +66,8 @@ class RANet(nn.Module):
     """
 
     name = "ranet"
+    feature_low: torch.Tensor  # (3,) buffers: lower end and span of bid, d, θ
+    feature_span: torch.Tensor
 
     def __init__(
         self,

@@ -43,13 +43,16 @@ from tbcim.errors import ConfigError
 from tbcim.seeding import seed_everything
 
 CHECKPOINT_FORMAT = "tbcim-ranet-checkpoint/1"
+#: A mini-batch: truthful bids (= costs), data sizes and EMDs, each (B, S).
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _tensors(profiles: Profiles) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return tuple(  # type: ignore[return-value]
+def _tensors(profiles: Profiles) -> Batch:
+    bids, sizes, emds = (
         torch.as_tensor(a, dtype=torch.float32)
         for a in (profiles.bids, profiles.data_sizes, profiles.emds)
     )
+    return bids, sizes, emds
 
 
 def misreport_outcome(
@@ -136,7 +139,7 @@ class Trainer:
         z, p = misreport_outcome(self.model, bids, sizes, emds, raw)
         return (p - z * bids) / self.bid_range
 
-    def _grid_reseed(self, batch: tuple[torch.Tensor, ...], mis: torch.Tensor) -> torch.Tensor:
+    def _grid_reseed(self, batch: Batch, mis: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             best = mis.clone()
             best_u = self._misreport_utility(*batch, mis)
@@ -148,9 +151,7 @@ class Trainer:
                 best_u = torch.where(better, u, best_u)
         return best
 
-    def _optimise_misreports(
-        self, idx: torch.Tensor, batch: tuple[torch.Tensor, ...]
-    ) -> torch.Tensor:
+    def _optimise_misreports(self, idx: torch.Tensor, batch: Batch) -> torch.Tensor:
         cfg = self.config
         mis = self.cache[idx]
         if cfg.misreport_grid and self.iteration % cfg.grid_every == 0:
@@ -164,7 +165,7 @@ class Trainer:
         return mis
 
     def _step(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        batch = (self.bids[idx], self.data_sizes[idx], self.emds[idx])
+        batch: Batch = (self.bids[idx], self.data_sizes[idx], self.emds[idx])
         mis = self._optimise_misreports(idx, batch)
         bids, sizes, emds = batch
         z, p = self.model(bids, sizes, emds)
