@@ -16,12 +16,13 @@ pragma solidity ^0.8.30;
 ///           zigzag coded (z = 2v for v >= 0, -2v-1 for v < 0) so small magnitudes of either sign
 ///           have zero high bytes (cheaper calldata). Unused lanes of the last word must be zero.
 ///         - history H (running sum of unit-normalised accepted updates, integer, unit = `unitScale`):
-///           int32 zigzag lanes, two words per update word. For update word j, history word 2j+k
-///           lane q holds parameter 16j+4k+q and lane q+4 holds parameter 16j+4k+q+8.
+///           int32 zigzag lanes, two words per update word. For update word j, history word
+///           2j+k lane L holds parameter 16j + k + 2(L mod 2) + 4(3 - L div 2), i.e. the
+///           reversed quads of the update (see _pass).
 ///         Arithmetic is word-wise (SWAR): lanes are converted to offset binary (v + 2^15,
-///         v + 2^31), pairs of lanes 128 bits apart are multiplied with one MULMOD modulo
-///         2^256-1 (which folds the two lane products into the low half), and weighted sums use
-///         four 64-bit-lane accumulators per word.
+///         v + 2^31) and spread into quads of four lanes 64 bits apart; one MUL of a quad and a
+///         lane-reversed quad yields their four-lane dot product in its top 64 bits, and
+///         weighted sums use four 64-bit-lane accumulators per word.
 contract FLAggregator {
     // ------------------------------------------------------------------ constants
     uint256 private constant LANES = 16;
@@ -32,11 +33,11 @@ contract FLAggregator {
     uint256 private constant PPM = 1_000_000;
     uint256 private constant LOW128 = 0xffffffffffffffffffffffffffffffff;
     /// @notice Largest allowed history unit (the unit vector's scale).
-    uint256 public constant MAX_UNIT_SCALE = 2 ** 30;
+    uint256 public constant MAX_UNIT_SCALE = 2 ** 24;
     /// @notice Largest allowed sum of registered data sizes (keeps 64-bit SWAR lanes exact).
     uint256 public constant MAX_TOTAL_DATA = 2 ** 48 - 1;
     /// @notice Largest allowed model size in parameters.
-    uint256 public constant MAX_PARAMS = 2 ** 19;
+    uint256 public constant MAX_PARAMS = 2 ** 20;
 
     /// @notice Why an update was rejected (0 = accepted).
     enum Verdict {
@@ -192,13 +193,16 @@ contract FLAggregator {
     /// @param epsilonPpm_ cosine threshold epsilon in ppm (-1e6..1e6)
     /// @param normBoundPpm_ norm bound k in ppm (> 0)
     /// @param unitScale_ integer length of a unit vector in the history (1..MAX_UNIT_SCALE)
+    /// @param maxHistory_ accepted updates allowed per worker; 0 = as many as int32 history
+    ///        lanes can hold, floor((2^31 - 1) / unitScale)
     constructor(
         uint256 numParams_,
         uint8 fracBits_,
         uint64 roundBlocks_,
         int256 epsilonPpm_,
         uint256 normBoundPpm_,
-        uint256 unitScale_
+        uint256 unitScale_,
+        uint256 maxHistory_
     ) {
         if (numParams_ == 0 || numParams_ > MAX_PARAMS) revert InvalidParameter("numParams");
         if (fracBits_ > 15) revert InvalidParameter("fracBits");
@@ -219,7 +223,9 @@ contract FLAggregator {
         normBoundPpm = normBoundPpm_;
         unitScale = unitScale_;
         // |H lane| <= n * unitScale must stay below 2^31.
-        maxHistory = (BIAS32 - 1) / unitScale_;
+        uint256 capacity = (BIAS32 - 1) / unitScale_;
+        if (maxHistory_ > capacity) revert InvalidParameter("maxHistory");
+        maxHistory = maxHistory_ == 0 ? capacity : maxHistory_;
         uint256 used = numParams_ % LANES;
         paddingMask = used == 0 ? 0 : type(uint256).max << (16 * used);
     }
@@ -433,11 +439,11 @@ contract FLAggregator {
         _checkLength(packed.length, numWords * HISTORY_BYTES_PER_WORD);
         values = new int256[](numWords * LANES);
         for (uint256 i; i < values.length; ++i) {
-            // parameter i = 16j + 4k + q (+8 for the upper lane)
+            // parameter 16j + g + 4m sits in history word 2j + (g & 1), lane (g >> 1) + 2(3 - m)
             uint256 j = i / 16;
-            uint256 r = i % 16;
-            uint256 k = (r % 8) / 4;
-            uint256 lane = (r % 4) + (r >= 8 ? 4 : 0);
+            uint256 g = i % 4;
+            uint256 k = g & 1;
+            uint256 lane = (g >> 1) + 2 * (3 - (i % 16) / 4);
             uint256 word;
             uint256 at = j * HISTORY_BYTES_PER_WORD + k * WORD;
             assembly ("memory-safe") {
@@ -582,21 +588,24 @@ contract FLAggregator {
     }
 
     /// @dev One pass over the update (from calldata offset `u`) and the history (from `h`;
-    ///      pass calldatasize() for "no history": reads past the end of calldata are zero):
-    ///      raw accumulators for |w|^2 and w.H, and the next history H' = H + inc written to
-    ///      memory at `out` (64 bytes per update word), where
+    ///      pass calldatasize() for "no history": reads past the end of calldata are zero).
+    ///      Returns raw accumulators (see _totals) and writes the next history H' = H + inc to
+    ///      memory at `out` (64 bytes per update word), where, per lane,
     ///      inc_i = ((w_i + 2^15) r + 2^23) >> 24 - c, c = (2^15 r + 2^23) >> 24, and
     ///      r = floor(unitScale 2^24 / norm) scales the update to length ~unitScale.
-    ///      Words are decoded to offset binary a = w + 2^15, b = h + 2^31. Update lanes p, p+8
-    ///      and their history lanes sit 128 bits apart, so MULMOD(x, y, 2^256 - 1) holds
-    ///      x0 y0 + x1 y1 in its low 128 bits. With t = a + 2^68 the low halves accumulate
-    ///      sum a^2 + 2^68 sum a and sum ab + 2^68 sum b (see _totals). H' lanes stay in
-    ///      [0, 2^32) in offset binary because |H'_i| <= n unitScale < 2^31 (maxHistory), so no
-    ///      lane borrows from its neighbour.
-    function _pass(uint256 u, uint256 h, uint256 words, uint256 r, uint256 cc, uint256 out)
+    ///      Words are decoded to offset binary a = w + 2^15, b = h + 2^31 and split into quads
+    ///      of four lanes 64 bits apart: update quad g holds lanes g, g+4, g+8, g+12; the history
+    ///      stores the same parameters in reversed lane order (word 2j + (g & 1), lanes
+    ///      (g >> 1) + 2m). For polynomials x = sum x_m X^m and y = sum y_{3-m} X^m in
+    ///      X = 2^64, the X^3 coefficient of x y is sum x_m y_m; every coefficient is below
+    ///      2^64, so bits 192..255 of MUL(x, y) are exactly that dot product of four lanes.
+    ///      |w|^2 uses the quad and its reversal. H' lanes stay in [0, 2^32) in offset binary
+    ///      because |H'_i| <= n unitScale < 2^31 (maxHistory), so no lane borrows.
+    ///      Memory words 0x00 and 0x20 (scratch space) hold r and c per lane.
+    function _pass(uint256 u, uint256 h, uint256 words, uint256 out)
         private
         pure
-        returns (uint256 sqA, uint256 dtA)
+        returns (uint256 sq, uint256 dt, uint256 sa, uint256 sb)
     {
         assembly ("memory-safe") {
             for { let end := add(u, mul(words, 32)) } lt(u, end) {
@@ -608,91 +617,85 @@ contract FLAggregator {
                 let w := xor(xor(and(shr(1, z), 0x7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff),
                     0x8000800080008000800080008000800080008000800080008000800080008000),
                     mul(and(z, 0x0001000100010001000100010001000100010001000100010001000100010001), 0xffff))
-                z := calldataload(h)
-                let h0 := xor(xor(and(shr(1, z), 0x7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff),
-                    0x8000000080000000800000008000000080000000800000008000000080000000),
-                    mul(and(z, 0x0000000100000001000000010000000100000001000000010000000100000001), 0xffffffff))
-                z := calldataload(add(h, 32))
-                let h1 := xor(xor(and(shr(1, z), 0x7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff),
-                    0x8000000080000000800000008000000080000000800000008000000080000000),
-                    mul(and(z, 0x0000000100000001000000010000000100000001000000010000000100000001), 0xffffffff))
-                let a
-                let b
-                let t
                 let n
-                a := and(w, 0x0000000000000000000000000000ffff0000000000000000000000000000ffff)
-                b := and(h0, 0x000000000000000000000000ffffffff000000000000000000000000ffffffff)
-                t := add(a, 0x0000000000000010000000000000000000000000000000100000000000000000)
-                sqA := add(sqA, mulmod(a, t, not(0)))
-                dtA := add(dtA, mulmod(t, b, not(0)))
-                n := sub(add(b, and(shr(24, add(mul(a, r), 0x0000000000000000000000000080000000000000000000000000000000800000)), 0x000000ffffffffffffffffffffffffff000000ffffffffffffffffffffffffff)), cc)
-                a := and(shr(16, w), 0x0000000000000000000000000000ffff0000000000000000000000000000ffff)
-                b := and(shr(32, h0), 0x000000000000000000000000ffffffff000000000000000000000000ffffffff)
-                t := add(a, 0x0000000000000010000000000000000000000000000000100000000000000000)
-                sqA := add(sqA, mulmod(a, t, not(0)))
-                dtA := add(dtA, mulmod(t, b, not(0)))
-                n := or(n, shl(32, sub(add(b, and(shr(24, add(mul(a, r), 0x0000000000000000000000000080000000000000000000000000000000800000)), 0x000000ffffffffffffffffffffffffff000000ffffffffffffffffffffffffff)), cc)))
-                a := and(shr(32, w), 0x0000000000000000000000000000ffff0000000000000000000000000000ffff)
-                b := and(shr(64, h0), 0x000000000000000000000000ffffffff000000000000000000000000ffffffff)
-                t := add(a, 0x0000000000000010000000000000000000000000000000100000000000000000)
-                sqA := add(sqA, mulmod(a, t, not(0)))
-                dtA := add(dtA, mulmod(t, b, not(0)))
-                n := or(n, shl(64, sub(add(b, and(shr(24, add(mul(a, r), 0x0000000000000000000000000080000000000000000000000000000000800000)), 0x000000ffffffffffffffffffffffffff000000ffffffffffffffffffffffffff)), cc)))
-                a := and(shr(48, w), 0x0000000000000000000000000000ffff0000000000000000000000000000ffff)
-                b := and(shr(96, h0), 0x000000000000000000000000ffffffff000000000000000000000000ffffffff)
-                t := add(a, 0x0000000000000010000000000000000000000000000000100000000000000000)
-                sqA := add(sqA, mulmod(a, t, not(0)))
-                dtA := add(dtA, mulmod(t, b, not(0)))
-                n := or(n, shl(96, sub(add(b, and(shr(24, add(mul(a, r), 0x0000000000000000000000000080000000000000000000000000000000800000)), 0x000000ffffffffffffffffffffffffff000000ffffffffffffffffffffffffff)), cc)))
-                t := and(not(shr(31, n)), 0x0000000100000001000000010000000100000001000000010000000100000001)
+                z := calldataload(h)
+                let hk := xor(xor(and(shr(1, z), 0x7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff),
+                    0x8000000080000000800000008000000080000000800000008000000080000000),
+                    mul(and(z, 0x0000000100000001000000010000000100000001000000010000000100000001), 0xffffffff))
+                {
+                    let aq := and(w, 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff)
+                    let hq := and(hk, 0x00000000ffffffff00000000ffffffff00000000ffffffff00000000ffffffff)
+                    let x := or(shl(64, and(aq, 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff)), and(shr(64, aq), 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff))
+                    let ar := or(shl(128, x), shr(128, x))
+                    sq := add(sq, shr(192, mul(aq, ar)))
+                    dt := add(dt, shr(192, mul(aq, hq)))
+                    sa := add(sa, aq)
+                    sb := add(sb, hq)
+                    n := sub(add(hq, and(shr(24, add(mul(ar, mload(0)), 0x0000000000800000000000000080000000000000008000000000000000800000)), 0x000000ffffffffff000000ffffffffff000000ffffffffff000000ffffffffff)), mload(0x20))
+                }
+                {
+                    let aq := and(shr(32, w), 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff)
+                    let hq := and(shr(32, hk), 0x00000000ffffffff00000000ffffffff00000000ffffffff00000000ffffffff)
+                    let x := or(shl(64, and(aq, 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff)), and(shr(64, aq), 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff))
+                    let ar := or(shl(128, x), shr(128, x))
+                    sq := add(sq, shr(192, mul(aq, ar)))
+                    dt := add(dt, shr(192, mul(aq, hq)))
+                    sa := add(sa, aq)
+                    sb := add(sb, hq)
+                    n := or(n, shl(32, sub(add(hq, and(shr(24, add(mul(ar, mload(0)), 0x0000000000800000000000000080000000000000008000000000000000800000)), 0x000000ffffffffff000000ffffffffff000000ffffffffff000000ffffffffff)), mload(0x20))))
+                }
+                z := and(not(shr(31, n)), 0x0000000100000001000000010000000100000001000000010000000100000001)
                 mstore(out, or(shl(1, xor(xor(n, 0x8000000080000000800000008000000080000000800000008000000080000000),
-                    mul(t, 0xffffffff))), t))
-                a := and(shr(64, w), 0x0000000000000000000000000000ffff0000000000000000000000000000ffff)
-                b := and(h1, 0x000000000000000000000000ffffffff000000000000000000000000ffffffff)
-                t := add(a, 0x0000000000000010000000000000000000000000000000100000000000000000)
-                sqA := add(sqA, mulmod(a, t, not(0)))
-                dtA := add(dtA, mulmod(t, b, not(0)))
-                n := sub(add(b, and(shr(24, add(mul(a, r), 0x0000000000000000000000000080000000000000000000000000000000800000)), 0x000000ffffffffffffffffffffffffff000000ffffffffffffffffffffffffff)), cc)
-                a := and(shr(80, w), 0x0000000000000000000000000000ffff0000000000000000000000000000ffff)
-                b := and(shr(32, h1), 0x000000000000000000000000ffffffff000000000000000000000000ffffffff)
-                t := add(a, 0x0000000000000010000000000000000000000000000000100000000000000000)
-                sqA := add(sqA, mulmod(a, t, not(0)))
-                dtA := add(dtA, mulmod(t, b, not(0)))
-                n := or(n, shl(32, sub(add(b, and(shr(24, add(mul(a, r), 0x0000000000000000000000000080000000000000000000000000000000800000)), 0x000000ffffffffffffffffffffffffff000000ffffffffffffffffffffffffff)), cc)))
-                a := and(shr(96, w), 0x0000000000000000000000000000ffff0000000000000000000000000000ffff)
-                b := and(shr(64, h1), 0x000000000000000000000000ffffffff000000000000000000000000ffffffff)
-                t := add(a, 0x0000000000000010000000000000000000000000000000100000000000000000)
-                sqA := add(sqA, mulmod(a, t, not(0)))
-                dtA := add(dtA, mulmod(t, b, not(0)))
-                n := or(n, shl(64, sub(add(b, and(shr(24, add(mul(a, r), 0x0000000000000000000000000080000000000000000000000000000000800000)), 0x000000ffffffffffffffffffffffffff000000ffffffffffffffffffffffffff)), cc)))
-                a := and(shr(112, w), 0x0000000000000000000000000000ffff0000000000000000000000000000ffff)
-                b := and(shr(96, h1), 0x000000000000000000000000ffffffff000000000000000000000000ffffffff)
-                t := add(a, 0x0000000000000010000000000000000000000000000000100000000000000000)
-                sqA := add(sqA, mulmod(a, t, not(0)))
-                dtA := add(dtA, mulmod(t, b, not(0)))
-                n := or(n, shl(96, sub(add(b, and(shr(24, add(mul(a, r), 0x0000000000000000000000000080000000000000000000000000000000800000)), 0x000000ffffffffffffffffffffffffff000000ffffffffffffffffffffffffff)), cc)))
-                t := and(not(shr(31, n)), 0x0000000100000001000000010000000100000001000000010000000100000001)
+                    mul(z, 0xffffffff))), z))
+                z := calldataload(add(h, 32))
+                hk := xor(xor(and(shr(1, z), 0x7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff),
+                    0x8000000080000000800000008000000080000000800000008000000080000000),
+                    mul(and(z, 0x0000000100000001000000010000000100000001000000010000000100000001), 0xffffffff))
+                {
+                    let aq := and(shr(16, w), 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff)
+                    let hq := and(hk, 0x00000000ffffffff00000000ffffffff00000000ffffffff00000000ffffffff)
+                    let x := or(shl(64, and(aq, 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff)), and(shr(64, aq), 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff))
+                    let ar := or(shl(128, x), shr(128, x))
+                    sq := add(sq, shr(192, mul(aq, ar)))
+                    dt := add(dt, shr(192, mul(aq, hq)))
+                    sa := add(sa, aq)
+                    sb := add(sb, hq)
+                    n := sub(add(hq, and(shr(24, add(mul(ar, mload(0)), 0x0000000000800000000000000080000000000000008000000000000000800000)), 0x000000ffffffffff000000ffffffffff000000ffffffffff000000ffffffffff)), mload(0x20))
+                }
+                {
+                    let aq := and(shr(48, w), 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff)
+                    let hq := and(shr(32, hk), 0x00000000ffffffff00000000ffffffff00000000ffffffff00000000ffffffff)
+                    let x := or(shl(64, and(aq, 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff)), and(shr(64, aq), 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff))
+                    let ar := or(shl(128, x), shr(128, x))
+                    sq := add(sq, shr(192, mul(aq, ar)))
+                    dt := add(dt, shr(192, mul(aq, hq)))
+                    sa := add(sa, aq)
+                    sb := add(sb, hq)
+                    n := or(n, shl(32, sub(add(hq, and(shr(24, add(mul(ar, mload(0)), 0x0000000000800000000000000080000000000000008000000000000000800000)), 0x000000ffffffffff000000ffffffffff000000ffffffffff000000ffffffffff)), mload(0x20))))
+                }
+                z := and(not(shr(31, n)), 0x0000000100000001000000010000000100000001000000010000000100000001)
                 mstore(add(out, 32), or(shl(1, xor(xor(n, 0x8000000080000000800000008000000080000000800000008000000080000000),
-                    mul(t, 0xffffffff))), t))
+                    mul(z, 0xffffffff))), z))
             }
         }
     }
 
-    /// @dev |w|^2 and w.H from the raw accumulators of _pass over `lanes` lanes:
+    /// @dev |w|^2 and w.H from the accumulators of _pass over D = `lanes` lanes:
     ///      sum w^2 = sum a^2 - 2^16 sum a + D 2^30,
-    ///      sum wh = sum ab - 2^31 sum a - 2^15 sum b + D 2^46 (D = lanes). The 68-bit fields
-    ///      are exact because sum ab < 2^48 D <= 2^67 for D <= MAX_PARAMS + 15.
-    function _totals(uint256 sqA, uint256 dtA, uint256 lanes)
+    ///      sum wh = sum ab - 2^31 sum a - 2^15 sum b + D 2^46.
+    function _totals(uint256 sqA, uint256 dtA, uint256 sumA, uint256 sumB, uint256 lanes)
         private
         pure
         returns (uint256 sq, int256 dot)
     {
-        uint256 m68 = (1 << 68) - 1;
-        uint256 sa = (sqA & LOW128) >> 68;
-        uint256 sb = (dtA & LOW128) >> 68;
-        sq = (sqA & m68) + lanes * BIAS16 * BIAS16 - 2 * BIAS16 * sa;
-        dot = int256((dtA & m68) + lanes * BIAS16 * BIAS32) - int256(BIAS32 * sa)
-            - int256(BIAS16 * sb);
+        uint256 sa;
+        uint256 sb;
+        for (uint256 k; k < 256; k += 64) {
+            sa += (sumA >> k) & 0xffffffffffffffff;
+            sb += (sumB >> k) & 0xffffffffffffffff;
+        }
+        sq = sqA + lanes * BIAS16 * BIAS16 - 2 * BIAS16 * sa;
+        dot = int256(dtA + lanes * BIAS16 * BIAS32) - int256(BIAS32 * sa) - int256(BIAS16 * sb);
     }
 
     /// @dev Run _pass for `update`/`history` with norm hint `norm`, H' to memory at `out`.
@@ -709,9 +712,11 @@ contract FLAggregator {
             u := update.offset
             h := history.offset
             if iszero(history.length) { h := calldatasize() }
+            mstore(0, r)
+            mstore(0x20, mul(c, 0x0000000000000001000000000000000100000000000000010000000000000001))
         }
-        (uint256 sqA, uint256 dtA) = _pass(u, h, numWords, r, c | (c << 128), out);
-        (sq, dot) = _totals(sqA, dtA, numWords * LANES);
+        (uint256 sqA, uint256 dtA, uint256 sumA, uint256 sumB) = _pass(u, h, numWords, out);
+        (sq, dot) = _totals(sqA, dtA, sumA, sumB, numWords * LANES);
         if (history.length == 0) dot = 0;
     }
 

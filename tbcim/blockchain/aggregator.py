@@ -45,7 +45,8 @@ class AggregatorConfig:
     ``epsilon`` is the cosine threshold of section II-A (an update is accepted iff its mean
     cosine similarity to the ED's past accepted updates is at least ``epsilon``),
     ``norm_bound`` the factor k of the norm check |w| <= k * mean past |w|, ``unit_scale`` the
-    integer length of a unit vector in the history (cosine resolution ~ sqrt(d/12)/unit_scale).
+    integer length of a unit vector in the history (cosine resolution ~ sqrt(d/12)/unit_scale),
+    ``max_history`` the accepted updates allowed per ED (0 = what int32 history lanes hold).
     """
 
     num_params: int
@@ -54,10 +55,11 @@ class AggregatorConfig:
     epsilon: float = 0.0
     norm_bound: float = 3.0
     unit_scale: int = 2**14
+    max_history: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.num_params <= 2**19:
-            raise ConfigError("num_params", f"must be in [1, 2^19], got {self.num_params}")
+        if not 1 <= self.num_params <= 2**20:
+            raise ConfigError("num_params", f"must be in [1, 2^20], got {self.num_params}")
         FixedPointCodec(self.frac_bits)  # validates frac_bits
         if self.round_blocks < 1:
             raise ConfigError("round_blocks", f"must be at least 1, got {self.round_blocks}")
@@ -66,7 +68,12 @@ class AggregatorConfig:
         if not 0.0 < self.norm_bound <= 1e12:
             raise ConfigError("norm_bound", f"must be in (0, 1e12], got {self.norm_bound}")
         if not 1 <= self.unit_scale <= MAX_UNIT_SCALE:
-            raise ConfigError("unit_scale", f"must be in [1, 2^30], got {self.unit_scale}")
+            raise ConfigError("unit_scale", f"must be in [1, 2^24], got {self.unit_scale}")
+        capacity = (2**31 - 1) // self.unit_scale
+        if not 0 <= self.max_history <= capacity:
+            raise ConfigError(
+                "max_history", f"must be in [0, {capacity}] (0 = capacity), got {self.max_history}"
+            )
 
     @property
     def epsilon_ppm(self) -> int:
@@ -84,6 +91,7 @@ class AggregatorConfig:
             self.epsilon_ppm,
             self.norm_bound_ppm,
             self.unit_scale,
+            self.max_history,
         )
 
 

@@ -9,9 +9,9 @@ The contract and this module agree bit for bit:
   words; lanes past ``num_params`` in the last word are zero.
 * **History** ``H``: the running sum of the ED's accepted updates, each scaled to integer length
   ``unit_scale`` (a quantised unit vector), as int32 zigzag lanes, two words per update word:
-  for update word ``j``, history word ``2j+k`` lane ``q`` holds parameter ``16j+4k+q`` and lane
-  ``q+4`` holds parameter ``16j+4k+q+8`` (this pairs lanes the way the contract's MULMOD reads
-  them).
+  for update word ``j``, history word ``2j+k`` lane ``L`` holds parameter
+  ``16j + k + 2(L mod 2) + 4(3 - L div 2)`` (the update's quads of lanes 64 bits apart, reversed,
+  which is how the contract's MUL-based dot product reads them).
 * **Cosine rule** (section II-A): with ``n`` past accepted unit vectors ``u_j``, the mean cosine
   ``(1/n) sum_j cos(w, u_j) = w.H / (n * unit_scale * |w|)``; accept iff it is at least epsilon,
   decided on integers without a square root (:func:`judge`).
@@ -38,11 +38,13 @@ HISTORY_BYTES_PER_WORD = 64
 INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_FRAC_BITS = 15
-MAX_UNIT_SCALE = 2**30
+MAX_UNIT_SCALE = 2**24
 PPM = 1_000_000
 INC_SHIFT = 24
 # Update lanes held by each history word, in lane order (see module docstring).
-_HISTORY_LANES = (np.array([0, 1, 2, 3, 8, 9, 10, 11]), np.array([4, 5, 6, 7, 12, 13, 14, 15]))
+_HISTORY_LANES = tuple(
+    np.array([k + 2 * (lane % 2) + 4 * (3 - lane // 2) for lane in range(8)]) for k in (0, 1)
+)
 
 IntArray = NDArray[np.int64]
 

@@ -301,9 +301,8 @@ def test_setup_errors_revert_without_state_change(node: ChainNode) -> None:
 
 
 def test_history_capacity_is_enforced(node: ChainNode) -> None:
-    # unit_scale 2^30 leaves room for one accepted update per ED in int32 lanes
     rng = np.random.default_rng(7)
-    client = ready(node, rng, unit_scale=2**30)
+    client = ready(node, rng, max_history=1)
     assert client.contract.functions.maxHistory().call() == 1
     dev = node.devices[0]
     update = rng.integers(-500, 500, D)
@@ -315,12 +314,14 @@ def test_history_capacity_is_enforced(node: ChainNode) -> None:
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        ((0, 12, 3, 0, 10**6, 2**14), "numParams"),
-        ((D, 16, 3, 0, 10**6, 2**14), "fracBits"),
-        ((D, 12, 0, 0, 10**6, 2**14), "roundBlocks"),
-        ((D, 12, 3, 10**6 + 1, 10**6, 2**14), "epsilonPpm"),
-        ((D, 12, 3, 0, 0, 2**14), "normBoundPpm"),
-        ((D, 12, 3, 0, 10**6, 2**30 + 1), "unitScale"),
+        ((0, 12, 3, 0, 10**6, 2**14, 0), "numParams"),
+        ((2**20 + 1, 12, 3, 0, 10**6, 2**14, 0), "numParams"),
+        ((D, 16, 3, 0, 10**6, 2**14, 0), "fracBits"),
+        ((D, 12, 0, 0, 10**6, 2**14, 0), "roundBlocks"),
+        ((D, 12, 3, 10**6 + 1, 10**6, 2**14, 0), "epsilonPpm"),
+        ((D, 12, 3, 0, 0, 2**14, 0), "normBoundPpm"),
+        ((D, 12, 3, 0, 10**6, 2**24 + 1, 0), "unitScale"),
+        ((D, 12, 3, 0, 10**6, 2**24, 128), "maxHistory"),
     ],
 )
 def test_constructor_rejects_bad_parameters(node: ChainNode, args: tuple, field: str) -> None:
@@ -336,6 +337,7 @@ def test_config_errors_name_the_field() -> None:
         ({"num_params": 4, "epsilon": 1.5}, "epsilon"),
         ({"num_params": 4, "norm_bound": 0.0}, "norm_bound"),
         ({"num_params": 4, "unit_scale": 0}, "unit_scale"),
+        ({"num_params": 4, "unit_scale": 2**24, "max_history": 128}, "max_history"),
         ({"num_params": 4, "round_blocks": 0}, "round_blocks"),
         ({"num_params": 4, "frac_bits": -1}, "frac_bits"),
     ]:

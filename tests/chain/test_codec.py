@@ -54,14 +54,14 @@ def test_layout_of_one_word() -> None:
     assert data[:-6] == bytes(26)
 
 
-def test_history_layout_pairs_lanes_128_bits_apart() -> None:
+def test_history_layout_reverses_the_update_quads() -> None:
     values = np.arange(1, 17)
     data = pack_history(values)
     words = [int.from_bytes(data[i : i + 32], "big") for i in (0, 32)]
-    lane = lambda word, q: (word >> (32 * q)) & 0xFFFFFFFF  # noqa: E731
-    # history word k lane q -> parameter 4k+q, lane q+4 -> parameter 4k+q+8 (zigzag 2v)
-    assert [lane(words[0], q) // 2 for q in range(8)] == [1, 2, 3, 4, 9, 10, 11, 12]
-    assert [lane(words[1], q) // 2 for q in range(8)] == [5, 6, 7, 8, 13, 14, 15, 16]
+    lanes = [[((word >> (32 * q)) & 0xFFFFFFFF) // 2 for q in range(8)] for word in words]
+    # word k lane L -> parameter k + 2 (L mod 2) + 4 (3 - L div 2) (zigzag 2v), 1-based here
+    assert lanes[0] == [13, 15, 9, 11, 5, 7, 1, 3]
+    assert lanes[1] == [14, 16, 10, 12, 6, 8, 2, 4]
 
 
 @given(int16s)
