@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import numpy as np
 
 
 def seed_everything(seed: int) -> np.random.Generator:
-    """Seed Python, numpy and torch (if imported) and return a numpy Generator for the run."""
+    """Seed Python, numpy and (if the run uses it) torch; return a numpy Generator for the run.
+
+    torch is seeded only when already imported, so runs that never touch it do not pay for
+    importing it.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency, kept for scripts
-        pass
-    else:
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.manual_seed(seed)
     return np.random.default_rng(seed)

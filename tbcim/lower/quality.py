@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from numpy.typing import ArrayLike, NDArray
 
 from tbcim.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported only by the callers that train
+    import torch
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ def data_utility_torch(
     (a2·D)^α has an infinite derivative at D = 0; the power is taken on a safe D there and
     replaced by its value 0, so gradients stay finite.
     """
+    import torch
+
     a = torch.exp(-((theta_bar / params.a4 + params.a3) ** 2))
     positive = data_size > 0
     safe = torch.where(positive, data_size, torch.ones_like(data_size))

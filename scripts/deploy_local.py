@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Compile the contracts, deploy them to the chain, and run one smoke round.
+
+    python scripts/deploy_local.py [--rpc-url URL] [--params N] [--devices N] [--seed S]
+                                   [--out FILE]
+
+Without ``--rpc-url`` the chain is the embedded eth-tester/py-evm node. The smoke round: the ES
+registers its EDs, they submit one update each, the contract verifies them and aggregates at the
+deadline, the global model is read back from the chain and compared with numpy FedAvg; then one
+task is settled through the market contract. Gas comes from the receipts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import numpy as np
+
+from chain_node.compiler import compile_contracts
+from chain_node.gas_ledger import GasLedger
+from chain_node.node import ChainNode
+from tbcim.blockchain.market import MarketClient
+from tbcim.blockchain.smoke import SubsystemOnChain, settle_market
+from tbcim.errors import TbcimError
+from tbcim.results import write_json
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--rpc-url", help="Ethereum JSON-RPC endpoint (default: embedded py-evm)")
+    parser.add_argument("--params", type=int, default=1000, help="model size (default 1000)")
+    parser.add_argument("--devices", type=int, default=3, help="EDs in the smoke round")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write the deployment report as JSON")
+    args = parser.parse_args(argv)
+    if args.params < 1:
+        parser.error("--params must be at least 1")
+    if args.devices < 1:
+        parser.error("--devices must be at least 1")
+    if args.seed < 0:
+        parser.error("--seed must be non-negative")
+    return args
+
+
+def deploy_and_smoke(node: ChainNode, *, params: int, devices: int, seed: int) -> dict[str, Any]:
+    """Deploy both contracts, run the smoke round and a market settlement; the JSON report."""
+    artifacts = node.artifacts()
+    eds = node.devices[:devices]
+    sizes = [int(s) for s in np.random.default_rng(seed).integers(100, 1000, devices)]
+    market = MarketClient.deploy(node, sender=node.requester)
+    subsystem = SubsystemOnChain(node, params, eds, sizes, seed=seed)
+    measurement = subsystem.run_round()
+    settlement = settle_market(node, market, eds)
+    ledger: GasLedger = node.ledger
+    deploys = {e.contract: e for e in ledger.select(function="deploy")}
+    addresses = {
+        "FLMarket": market.contract.address,
+        "FLAggregator": subsystem.client.contract.address,
+    }
+    return {
+        "compiler": next(iter(artifacts.values())).compiler_version,
+        "backend": node.backend,
+        "contracts": {
+            name: {"address": address, "deploy_gas": deploys[name].gas_used}
+            for name, address in addresses.items()
+        },
+        "gas": ledger.summary(),
+        "g_e": ledger.g_e(),
+        "smoke": {
+            "params": params,
+            "devices": devices,
+            "data_sizes": sizes,
+            "accepted": measurement.accepted,
+            "fedavg_max_abs_error": measurement.fedavg_max_abs_error,
+            "quantisation_step": measurement.quantisation_step,
+            "gas_per_param": measurement.gas_per_accepted_update / params,
+            "seconds_round": measurement.seconds_round,
+            "market": settlement,
+        },
+        "producers": {s: node.producers.count(s) for s in node.servers},
+        "ledger": ledger.to_json()["entries"],
+    }
+
+
+def print_gas_table(report: dict[str, Any]) -> None:
+    print(f"compiler {report['compiler']}, backend {report['backend']}")
+    for name, info in report["contracts"].items():
+        print(f"  {name:<13} {info['address']}  deploy gas {info['deploy_gas']:,}")
+    print(f"\n{'Contract.function':<32}{'calls':>6}{'mean gas':>12}{'min':>12}{'max':>12}")
+    for key, row in report["gas"].items():
+        print(f"{key:<32}{row['calls']:>6}{row['mean']:>12,.0f}{row['min']:>12,}{row['max']:>12,}")
+    smoke = report["smoke"]
+    print(
+        f"\nsmoke round: {smoke['accepted']}/{smoke['devices']} updates accepted, "
+        f"{smoke['params']} params, FedAvg max |error| {smoke['fedavg_max_abs_error']:.3g} "
+        f"(quantisation step {smoke['quantisation_step']:.3g}), "
+        f"{smoke['gas_per_param']:.1f} gas/param, g_e = {report['g_e']:,.0f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        compile_contracts()  # fail fast on a missing compiler, before any chain work
+        node = (
+            ChainNode.connect(args.rpc_url, n_servers=3, n_devices=args.devices, seed=args.seed)
+            if args.rpc_url
+            else ChainNode.embedded(n_servers=3, n_devices=args.devices, seed=args.seed)
+        )
+        report = deploy_and_smoke(node, params=args.params, devices=args.devices, seed=args.seed)
+    except TbcimError as err:
+        print(f"deploy_local: error: {err}", file=sys.stderr)
+        return 2
+    print_gas_table(report)
+    if args.out:
+        write_json(args.out, report)
+        print(f"report written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""scripts/deploy_local.py end to end: embedded py-evm and a real anvil node."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from chain_node.node import ChainNode
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "deploy_local.py"
+FUNCTIONS = {
+    "FLAggregator.registerWorker",
+    "FLAggregator.publishInitialModel",
+    "FLAggregator.openRound",
+    "FLAggregator.submit",
+    "FLAggregator.aggregate",
+    "FLMarket.publishTask",
+    "FLMarket.recordAuction",
+    "FLMarket.attestAccuracy",
+    "FLMarket.payDevices",
+    "FLMarket.withdraw",
+}
+
+
+@pytest.fixture(scope="module")
+def deploy_local() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("deploy_local", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check_report(report: dict, backend: str, params: int, devices: int) -> None:
+    assert report["backend"] == backend
+    assert report["compiler"].startswith("0.8.")
+    assert set(report["contracts"]) == {"FLMarket", "FLAggregator"}
+    assert all(info["deploy_gas"] > 100_000 for info in report["contracts"].values())
+    assert set(report["gas"]) >= FUNCTIONS
+    assert report["gas"]["FLAggregator.submit"]["calls"] == devices
+    smoke = report["smoke"]
+    assert smoke["params"] == params and smoke["accepted"] == devices
+    # On-chain FedAvg equals numpy FedAvg of the decoded vectors within one quantisation step.
+    assert smoke["fedavg_max_abs_error"] <= smoke["quantisation_step"]
+    assert smoke["gas_per_param"] > 0
+    ed_gas = [e["gas_used"] for e in report["ledger"] if e["role"] == "ed"]
+    assert report["g_e"] == pytest.approx(sum(ed_gas) / len(ed_gas))
+
+
+def test_deploy_local_writes_the_report(deploy_local: ModuleType, tmp_path: Path) -> None:
+    out = tmp_path / "deploy.json"
+    assert deploy_local.main(["--params", "100", "--devices", "3", "--out", str(out)]) == 0
+    _check_report(json.loads(out.read_text()), "py-evm", 100, 3)
+
+
+def test_same_deploy_and_smoke_round_on_anvil(deploy_local: ModuleType, anvil_url: str) -> None:
+    node = ChainNode.connect(anvil_url, n_servers=3, n_devices=3, seed=0)
+    report = deploy_local.deploy_and_smoke(node, params=100, devices=3, seed=0)
+    _check_report(report, "rpc", 100, 3)
+    # The elected producers are the blocks' coinbases on anvil too.
+    miners = {e["producer"] for e in report["ledger"]}
+    assert miners <= set(node.servers)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--params", "0"], "--params"),
+        (["--devices", "0"], "--devices"),
+        (["--seed", "-1"], "--seed"),
+    ],
+)
+def test_bad_arguments_are_rejected_before_work(
+    deploy_local: ModuleType, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        deploy_local.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unreachable_rpc_url_is_a_clear_error(
+    deploy_local: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert deploy_local.main(["--rpc-url", "http://127.0.0.1:9"]) == 2
+    assert "no Ethereum JSON-RPC node answers" in capsys.readouterr().err
