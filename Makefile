@@ -22,9 +22,13 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Deploy the contracts to the embedded chain and run a smoke round (gas from receipts), then
+# price every ES's EDs with the g_e just measured on that chain.
 demo: setup
 	mkdir -p $(RESULTS)
 	$(BIN)/python scripts/deploy_local.py --out $(RESULTS)/deploy.json
+	$(BIN)/tbcim pricing --seed 0 --gas-ledger $(RESULTS)/deploy.json \
+		--json $(RESULTS)/pricing.json --png $(RESULTS)/pricing.png
 
 test: setup
 	$(BIN)/python -m pytest -q
