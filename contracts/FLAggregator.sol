@@ -32,6 +32,10 @@ contract FLAggregator {
     uint256 private constant BIAS32 = 0x80000000;
     uint256 private constant PPM = 1_000_000;
     uint256 private constant LOW128 = 0xffffffffffffffffffffffffffffffff;
+    uint256 private constant E16 = 0x0000ffff0000ffff0000ffff0000ffff0000ffff0000ffff0000ffff0000ffff;
+    uint256 private constant HALF_BIAS32 = 0x0000800000008000000080000000800000008000000080000000800000008000;
+    uint256 private constant BIT16 = 0x0001000000010000000100000001000000010000000100000001000000010000;
+    uint256 private constant BIT17 = 0x0002000000020000000200000002000000020000000200000002000000020000;
     /// @notice Largest allowed history unit (the unit vector's scale).
     uint256 public constant MAX_UNIT_SCALE = 2 ** 24;
     /// @notice Largest allowed sum of registered data sizes (keeps 64-bit SWAR lanes exact).
@@ -812,42 +816,57 @@ contract FLAggregator {
     }
 
     /// @dev One word of the new model in offset binary from the previous word `g` (offset
-    ///      binary) and the accumulators: new = g + floor((acc + floor(N/2)) / N) - 2^15,
-    ///      clamped to [0, 2^16); returns the word and the number of clamped lanes.
+    ///      binary) and the accumulators: per lane q = floor((acc + floor(N/2)) / N) (the
+    ///      biased mean, < 2^16) and new = g + q - 2^15, clamped to [0, 2^16). The sum is
+    ///      formed in 32-bit lanes (even and odd lanes) as t = g + q + 2^15, which is in range
+    ///      iff bit 16 of t is set and bit 17 clear; a word with an out-of-range lane takes the
+    ///      per-lane clamping path. Returns the word and the number of clamped lanes.
     function _finalize(uint256 g, uint256 acc0, uint256 acc1, uint256 acc2, uint256 acc3, uint256 total)
         private
         pure
         returns (uint256 word, uint256 saturated)
     {
         uint256 half = total >> 1;
+        uint256 biasedMean;
         assembly ("memory-safe") {
-            for { let sh := 0 } lt(sh, 256) { sh := add(sh, 64) } {
-                let v
-                v := sub(add(and(shr(sh, g), 0xffff), div(add(and(shr(sh, acc0), 0xffffffffffffffff), half), total)), 0x8000)
-                if gt(v, 0xffff) {
-                    saturated := add(saturated, 1)
-                    v := xor(0xffff, mul(0xffff, slt(v, 0)))
-                }
-                word := or(word, shl(sh, v))
-                v := sub(add(and(shr(add(sh, 16), g), 0xffff), div(add(and(shr(sh, acc1), 0xffffffffffffffff), half), total)), 0x8000)
-                if gt(v, 0xffff) {
-                    saturated := add(saturated, 1)
-                    v := xor(0xffff, mul(0xffff, slt(v, 0)))
-                }
-                word := or(word, shl(add(sh, 16), v))
-                v := sub(add(and(shr(add(sh, 32), g), 0xffff), div(add(and(shr(sh, acc2), 0xffffffffffffffff), half), total)), 0x8000)
-                if gt(v, 0xffff) {
-                    saturated := add(saturated, 1)
-                    v := xor(0xffff, mul(0xffff, slt(v, 0)))
-                }
-                word := or(word, shl(add(sh, 32), v))
-                v := sub(add(and(shr(add(sh, 48), g), 0xffff), div(add(and(shr(sh, acc3), 0xffffffffffffffff), half), total)), 0x8000)
-                if gt(v, 0xffff) {
-                    saturated := add(saturated, 1)
-                    v := xor(0xffff, mul(0xffff, slt(v, 0)))
-                }
-                word := or(word, shl(add(sh, 48), v))
+            let q := div(add(and(acc0, 0xffffffffffffffff), half), total)
+            q := or(q, shl(16, div(add(and(acc1, 0xffffffffffffffff), half), total)))
+            q := or(q, shl(32, div(add(and(acc2, 0xffffffffffffffff), half), total)))
+            q := or(q, shl(48, div(add(and(acc3, 0xffffffffffffffff), half), total)))
+            q := or(q, shl(64, div(add(and(shr(64, acc0), 0xffffffffffffffff), half), total)))
+            q := or(q, shl(80, div(add(and(shr(64, acc1), 0xffffffffffffffff), half), total)))
+            q := or(q, shl(96, div(add(and(shr(64, acc2), 0xffffffffffffffff), half), total)))
+            q := or(q, shl(112, div(add(and(shr(64, acc3), 0xffffffffffffffff), half), total)))
+            q := or(q, shl(128, div(add(and(shr(128, acc0), 0xffffffffffffffff), half), total)))
+            q := or(q, shl(144, div(add(and(shr(128, acc1), 0xffffffffffffffff), half), total)))
+            q := or(q, shl(160, div(add(and(shr(128, acc2), 0xffffffffffffffff), half), total)))
+            q := or(q, shl(176, div(add(and(shr(128, acc3), 0xffffffffffffffff), half), total)))
+            q := or(q, shl(192, div(add(and(shr(192, acc0), 0xffffffffffffffff), half), total)))
+            q := or(q, shl(208, div(add(and(shr(192, acc1), 0xffffffffffffffff), half), total)))
+            q := or(q, shl(224, div(add(and(shr(192, acc2), 0xffffffffffffffff), half), total)))
+            q := or(q, shl(240, div(add(and(shr(192, acc3), 0xffffffffffffffff), half), total)))
+            biasedMean := q
+        }
+        return _addMean(g, biasedMean);
+    }
+
+    /// @dev g + q - 2^15 per lane (see _finalize), clamping only if some lane is out of range.
+    function _addMean(uint256 g, uint256 q) private pure returns (uint256 word, uint256 saturated) {
+        uint256 even = (g & E16) + (q & E16) + HALF_BIAS32;
+        uint256 odd = ((g >> 16) & E16) + ((q >> 16) & E16) + HALF_BIAS32;
+        uint256 flags = ((even | odd) & BIT17) | (((even & odd) & BIT16) ^ BIT16);
+        if (flags == 0) return ((even & E16) | ((odd & E16) << 16), 0);
+        for (uint256 p; p < LANES; ++p) {
+            int256 v = int256((g >> (16 * p)) & 0xffff) + int256((q >> (16 * p)) & 0xffff)
+                - int256(BIAS16);
+            if (v < 0) {
+                v = 0;
+                ++saturated;
+            } else if (v > 0xffff) {
+                v = 0xffff;
+                ++saturated;
             }
+            word |= uint256(v) << (16 * p);
         }
     }
 
