@@ -31,7 +31,6 @@ contract FLAggregator {
     uint256 private constant BIAS16 = 0x8000;
     uint256 private constant BIAS32 = 0x80000000;
     uint256 private constant PPM = 1_000_000;
-    uint256 private constant LOW128 = 0xffffffffffffffffffffffffffffffff;
     uint256 private constant E16 = 0x0000ffff0000ffff0000ffff0000ffff0000ffff0000ffff0000ffff0000ffff;
     uint256 private constant HALF_BIAS32 = 0x0000800000008000000080000000800000008000000080000000800000008000;
     uint256 private constant BIT16 = 0x0001000000010000000100000001000000010000000100000001000000010000;
@@ -605,7 +604,9 @@ contract FLAggregator {
     ///      2^64, so bits 192..255 of MUL(x, y) are exactly that dot product of four lanes.
     ///      |w|^2 uses the quad and its reversal. H' lanes stay in [0, 2^32) in offset binary
     ///      because |H'_i| <= n unitScale < 2^31 (maxHistory), so no lane borrows.
-    ///      Memory words 0x00 and 0x20 (scratch space) hold r and c per lane.
+    ///      Memory words 0x00 and 0x20 (scratch space) hold r and c per lane. The four quad
+    ///      blocks are unrolled on purpose: the legacy code generator does not inline Yul
+    ///      functions, and a call per quad would cost more than the quad's arithmetic.
     function _pass(uint256 u, uint256 h, uint256 words, uint256 out)
         private
         pure
