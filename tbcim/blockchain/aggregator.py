@@ -123,6 +123,31 @@ class GlobalModel:
     model_hash: bytes
 
 
+def checked_update(update: bytes, logged_hash: bytes) -> bytes:
+    """An update read from calldata, checked against the hash its ``UpdateAccepted`` logged."""
+    if keccak(update) != logged_hash:
+        raise TbcimError("update calldata does not match the hash in its UpdateAccepted log")
+    return update
+
+
+def model_from_log(args: Any, num_params: int, stored_hash: bytes | None) -> GlobalModel:
+    """Decode a ``GlobalModel`` log's arguments, checking the bytes against the logged hash and,
+    if given, the hash the contract stores."""
+    model = bytes(args.model)
+    if keccak(model) != bytes(args.modelHash):
+        raise TbcimError("GlobalModel log: model bytes do not match their hash")
+    if stored_hash is not None and stored_hash != bytes(args.modelHash):
+        raise TbcimError("the latest GlobalModel log does not match the stored model hash")
+    return GlobalModel(
+        round=int(args.round),
+        values=unpack_update(model, num_params),
+        total_data=int(args.totalData),
+        updates=int(args.updates),
+        saturated_lanes=int(args.saturatedLanes),
+        model_hash=bytes(args.modelHash),
+    )
+
+
 class AggregatorClient:
     """Typed wrapper around one deployed FLAggregator on a :class:`chain_node.node.ChainNode`.
 
@@ -188,10 +213,8 @@ class AggregatorClient:
         for log in logs:
             tx = self.node.w3.eth.get_transaction(log.transactionHash)
             _, args = self.contract.decode_function_input(tx["input"])
-            if keccak(args["update"]) != bytes(log.args.updateHash):
-                raise TbcimError(f"calldata of {log.transactionHash.hex()} does not match its log")
             workers.append(log.args.worker)
-            updates.append(bytes(args["update"]))
+            updates.append(checked_update(bytes(args["update"]), bytes(log.args.updateHash)))
         return workers, updates
 
     def aggregate(self, round_: int) -> TxReceipt:
@@ -268,21 +291,10 @@ class AggregatorClient:
         if not logs:
             raise TbcimError(f"no global model on chain for round {round_}")
         log = max(logs, key=lambda entry: (entry.blockNumber, entry.logIndex))
-        model = bytes(log.args.model)
-        if keccak(model) != bytes(log.args.modelHash):
-            raise TbcimError("GlobalModel log: model bytes do not match their hash")
-        if round_ is None and bytes(self.contract.functions.globalModelHash().call()) != keccak(
-            model
-        ):
-            raise TbcimError("latest GlobalModel log does not match the stored model hash")
-        return GlobalModel(
-            round=int(log.args.round),
-            values=unpack_update(model, self.config.num_params),
-            total_data=int(log.args.totalData),
-            updates=int(log.args.updates),
-            saturated_lanes=int(log.args.saturatedLanes),
-            model_hash=bytes(log.args.modelHash),
-        )
+        stored = None
+        if round_ is None:
+            stored = bytes(self.contract.functions.globalModelHash().call())
+        return model_from_log(log.args, self.config.num_params, stored)
 
     def _values(self, values: ArrayLike) -> IntArray:
         arr = np.asarray(values)

@@ -7,10 +7,17 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
+from eth_utils import keccak
+from web3.datastructures import AttributeDict
 
 from chain_node.errors import ContractRevert
 from chain_node.node import ChainNode
-from tbcim.blockchain.aggregator import AggregatorClient, AggregatorConfig
+from tbcim.blockchain.aggregator import (
+    AggregatorClient,
+    AggregatorConfig,
+    checked_update,
+    model_from_log,
+)
 from tbcim.blockchain.codec import (
     INT16_MAX,
     Verdict,
@@ -343,3 +350,29 @@ def test_config_errors_name_the_field() -> None:
     ]:
         with pytest.raises(ConfigError, match=f"^{field}:"):
             AggregatorConfig(**kwargs)
+
+
+def test_reader_rejects_tampered_logs_and_calldata(node: ChainNode) -> None:
+    client = deploy(node)
+    with pytest.raises(TbcimError, match="no global model on chain for round None"):
+        client.global_model()
+    model = pack_update(np.arange(D))
+    args = AttributeDict(
+        {
+            "round": 1,
+            "model": model,
+            "modelHash": keccak(model),
+            "totalData": 5,
+            "updates": 1,
+            "saturatedLanes": 0,
+        }
+    )
+    assert model_from_log(args, D, keccak(model)).values.tolist() == list(range(D))
+    with pytest.raises(TbcimError, match="does not match the stored model hash"):
+        model_from_log(args, D, bytes(32))
+    forged = AttributeDict({**args, "model": pack_update(np.ones(D))})
+    with pytest.raises(TbcimError, match="model bytes do not match their hash"):
+        model_from_log(forged, D, None)
+    assert checked_update(model, keccak(model)) == model
+    with pytest.raises(TbcimError, match="update calldata does not match"):
+        checked_update(model, bytes(32))
