@@ -376,3 +376,12 @@ def test_reader_rejects_tampered_logs_and_calldata(node: ChainNode) -> None:
     assert checked_update(model, keccak(model)) == model
     with pytest.raises(TbcimError, match="update calldata does not match"):
         checked_update(model, bytes(32))
+
+
+def test_mirror_with_wrong_parameters_is_detected(node: ChainNode) -> None:
+    client = ready(node, np.random.default_rng(8))
+    wrong = AggregatorClient(
+        node, client.contract, AggregatorConfig(num_params=D, unit_scale=2**13)
+    )
+    with pytest.raises(TbcimError, match="diverged from the contract"):
+        wrong.submit(node.devices[0], 1, np.arange(D) - 20)
