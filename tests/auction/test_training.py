@@ -179,10 +179,21 @@ def test_model_selection_prefers_feasible_then_utility(single2: AuctionSetting) 
         (5e-4, 0.35),  # feasible and better
         (1e-4, 0.32),  # feasible, lower utility: not selected
     ]
-    picks = []
+    picks, stale = [], []
     for epoch, (regret, utility) in enumerate(rows, start=1):
         row = {"epoch": epoch, "val_regret_mean": regret, "val_buyer_utility": utility}
         trainer.history.append(row)
         picks.append(trainer._select(row))
+        stale.append(trainer.stale)
     assert picks == [True, True, True, False, True, False]
+    assert stale == [0, 0, 0, 0, 0, 1]  # only feasible, unselected epochs count for patience
     assert trainer.selected is not None and trainer.selected[0] == 5
+
+
+def test_patience_waits_for_feasible_epochs(single2: AuctionSetting) -> None:
+    never_feasible = replace(TINY, epochs=4, patience=1, target_regret=1e-12)
+    assert len(train(single2, never_feasible, 0, log=None).history) == 4
+    always_feasible = replace(TINY, epochs=6, patience=1, target_regret=1.0)
+    lines: list[str] = []
+    result = train(single2, always_feasible, 0, log=lines.append)
+    assert len(result.history) < 6 and "early stop" in lines[-1]

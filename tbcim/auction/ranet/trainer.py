@@ -127,6 +127,7 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.selected: tuple[int, dict[str, torch.Tensor]] | None = None
+        self.stale = 0  # feasible epochs since the last selected one (early stopping)
         self.seconds = 0.0
 
     # ----- Algorithm 1, one iteration -------------------------------------------------------
@@ -212,16 +213,25 @@ class Trainer:
             "val_regret_max": float(regret.max()),
         }
 
+    def _feasible(self, row: dict[str, Any]) -> bool:
+        return bool(row["val_regret_mean"] <= self.config.target_regret)
+
     def _select(self, row: dict[str, Any]) -> bool:
-        """Keep this epoch if it is the best feasible one (or the least-regret one so far)."""
+        """Keep this epoch if it is the best feasible one (or the least-regret one so far).
+
+        Also counts ``stale``: feasible epochs since the last selection (infeasible epochs, e.g.
+        while the network still learns to buy at all, neither count nor reset it).
+        """
 
         def key(r: dict[str, Any]) -> tuple[bool, float]:
-            feasible = r["val_regret_mean"] <= self.config.target_regret
+            feasible = self._feasible(r)
             return feasible, r["val_buyer_utility"] if feasible else -r["val_regret_mean"]
 
         if self.selected is not None and key(row) <= key(self.history[self.selected[0] - 1]):
+            self.stale += int(self._feasible(row))
             return False
         self.selected = (row["epoch"], copy.deepcopy(self.model.state_dict()))
+        self.stale = 0
         return True
 
     def _epoch(self) -> dict[str, Any]:
@@ -274,8 +284,8 @@ class Trainer:
             if self.checkpoint_path is not None:
                 self.save_checkpoint(self.checkpoint_path)
             assert self.selected is not None
-            if cfg.patience and self.epoch - self.selected[0] >= cfg.patience:
-                self.log(f"early stop: no better epoch in the last {cfg.patience}")
+            if cfg.patience and self.stale >= cfg.patience:
+                self.log(f"early stop: {cfg.patience} feasible epochs without a better one")
                 break
         assert self.selected is not None
         model = copy.deepcopy(self.model)
@@ -306,6 +316,7 @@ class Trainer:
                 "history": self.history,
                 "selected_epoch": self.selected[0],
                 "selected_model": self.selected[1],
+                "stale": self.stale,
                 "seconds": self.seconds,
                 "rng": self.rng.bit_generator.state,
             },
@@ -336,6 +347,7 @@ class Trainer:
         self.epoch = state["epoch"]
         self.history = state["history"]
         self.selected = (state["selected_epoch"], state["selected_model"])
+        self.stale = state["stale"]
         self.seconds = state["seconds"]
         self.rng.bit_generator.state = state["rng"]
 
