@@ -233,6 +233,7 @@ def test_submission_errors_revert_without_state_change(node: ChainNode) -> None:
     padded[64] = 1  # lane 15 of the last word: past num_params = 40
     assert_reverts(client, lambda: raw_submit(data=bytes(padded)), "NonZeroPadding")
     assert_reverts(client, lambda: raw_submit(hint=norm + 1), "WrongNormHint")
+    assert_reverts(client, lambda: raw_submit(hint=2**255), "WrongNormHint")
     assert_reverts(client, lambda: raw_submit(history=bytes(192)), "WrongLength")
     with pytest.raises(ConfigError, match=r"update: value 40000 at index 3 is outside"):
         client.submit(dev, 1, np.where(np.arange(D) == 3, 40000, update))
