@@ -528,7 +528,7 @@ contract FLAggregator {
 
     /// @dev normHint must be floor(sqrt(sq)).
     function _checkNormHint(uint256 normHint, uint256 sq) private pure {
-        if (normHint >= 2 ** 128 || normHint * normHint > sq || (normHint + 1) * (normHint + 1) <= sq) {
+        if (normHint >= 2 ** 64 || normHint * normHint > sq || (normHint + 1) * (normHint + 1) <= sq) {
             revert WrongNormHint(normHint, sq);
         }
     }
