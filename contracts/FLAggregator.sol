@@ -528,7 +528,8 @@ contract FLAggregator {
 
     /// @dev normHint must be floor(sqrt(sq)).
     function _checkNormHint(uint256 normHint, uint256 sq) private pure {
-        if (normHint >= 2 ** 64 || normHint * normHint > sq || (normHint + 1) * (normHint + 1) <= sq) {
+        bool wrong = normHint >= 2 ** 64 || normHint * normHint > sq;
+        if (wrong || (normHint + 1) * (normHint + 1) <= sq) {
             revert WrongNormHint(normHint, sq);
         }
     }
