@@ -35,6 +35,30 @@ contract FLAggregator {
     uint256 private constant HALF_BIAS32 = 0x0000800000008000000080000000800000008000000080000000800000008000;
     uint256 private constant BIT16 = 0x0001000000010000000100000001000000010000000100000001000000010000;
     uint256 private constant BIT17 = 0x0002000000020000000200000002000000020000000200000002000000020000;
+    /// @dev SWAR mask: bits 0..14 of every 16-bit lane.
+    uint256 private constant LOW15_16 = 0x7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff;
+    /// @dev SWAR mask: bit 15 of every 16-bit lane.
+    uint256 private constant TOP_16 = 0x8000800080008000800080008000800080008000800080008000800080008000;
+    /// @dev SWAR mask: bit 0 of every 16-bit lane.
+    uint256 private constant LSB_16 = 0x0001000100010001000100010001000100010001000100010001000100010001;
+    /// @dev SWAR mask: bits 0..30 of every 32-bit lane.
+    uint256 private constant LOW31_32 = 0x7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff;
+    /// @dev SWAR mask: bit 31 of every 32-bit lane.
+    uint256 private constant TOP_32 = 0x8000000080000000800000008000000080000000800000008000000080000000;
+    /// @dev SWAR mask: bit 0 of every 32-bit lane.
+    uint256 private constant LSB_32 = 0x0000000100000001000000010000000100000001000000010000000100000001;
+    /// @dev SWAR mask: a 16-bit lane in each 64-bit lane.
+    uint256 private constant QUAD16 = 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff;
+    /// @dev SWAR mask: a 32-bit lane in each 64-bit lane.
+    uint256 private constant QUAD32 = 0x00000000ffffffff00000000ffffffff00000000ffffffff00000000ffffffff;
+    /// @dev SWAR mask: 64-bit lanes 0 and 2.
+    uint256 private constant EVEN64 = 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff;
+    /// @dev SWAR mask: 2^23 in each 64-bit lane (rounding before >> 24).
+    uint256 private constant HALF24_64 = 0x0000000000800000000000000080000000000000008000000000000000800000;
+    /// @dev SWAR mask: bits 0..39 of every 64-bit lane.
+    uint256 private constant LOW40_64 = 0x000000ffffffffff000000ffffffffff000000ffffffffff000000ffffffffff;
+    /// @dev SWAR mask: 1 in each 64-bit lane.
+    uint256 private constant ONE_64 = 0x0000000000000001000000000000000100000000000000010000000000000001;
     /// @notice Largest allowed history unit (the unit vector's scale).
     uint256 public constant MAX_UNIT_SCALE = 2 ** 24;
     /// @notice Largest allowed sum of registered data sizes (keeps 64-bit SWAR lanes exact).
@@ -405,7 +429,8 @@ contract FLAggregator {
         assembly ("memory-safe") {
             let out := add(values, 32)
             for { let i := 0 } lt(i, mload(values)) { i := add(i, 1) } {
-                let z := and(shr(mul(16, mod(i, 16)), calldataload(add(packed.offset, mul(32, div(i, 16))))), 0xffff)
+                let word := calldataload(add(packed.offset, mul(32, div(i, 16))))
+                let z := and(shr(mul(16, mod(i, 16)), word), 0xffff)
                 // zigzag: v = z >> 1 if z even, -(z >> 1) - 1 if z odd
                 mstore(add(out, mul(32, i)), xor(shr(1, z), sub(0, and(z, 1))))
             }
@@ -585,8 +610,8 @@ contract FLAggregator {
     /// @dev offset binary -> zigzag for 16 int16 lanes.
     function _zigzag16(uint256 u) private pure returns (uint256 z) {
         assembly {
-            let neg := and(not(shr(15, u)), 0x0001000100010001000100010001000100010001000100010001000100010001)
-            let t := xor(xor(u, 0x8000800080008000800080008000800080008000800080008000800080008000), mul(neg, 0xffff))
+            let neg := and(not(shr(15, u)), LSB_16)
+            let t := xor(xor(u, TOP_16), mul(neg, 0xffff))
             z := or(shl(1, t), neg)
         }
     }
@@ -620,67 +645,71 @@ contract FLAggregator {
                 out := add(out, 64)
             } {
                 let z := calldataload(u)
-                let w := xor(xor(and(shr(1, z), 0x7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff),
-                    0x8000800080008000800080008000800080008000800080008000800080008000),
-                    mul(and(z, 0x0001000100010001000100010001000100010001000100010001000100010001), 0xffff))
+                let w := xor(xor(and(shr(1, z), LOW15_16),
+                    TOP_16),
+                    mul(and(z, LSB_16), 0xffff))
                 let n
                 z := calldataload(h)
-                let hk := xor(xor(and(shr(1, z), 0x7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff),
-                    0x8000000080000000800000008000000080000000800000008000000080000000),
-                    mul(and(z, 0x0000000100000001000000010000000100000001000000010000000100000001), 0xffffffff))
+                let hk := xor(xor(and(shr(1, z), LOW31_32),
+                    TOP_32),
+                    mul(and(z, LSB_32), 0xffffffff))
                 {
-                    let aq := and(w, 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff)
-                    let hq := and(hk, 0x00000000ffffffff00000000ffffffff00000000ffffffff00000000ffffffff)
-                    let x := or(shl(64, and(aq, 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff)), and(shr(64, aq), 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff))
+                    let aq := and(w, QUAD16)
+                    let hq := and(hk, QUAD32)
+                    let x := or(shl(64, and(aq, EVEN64)), and(shr(64, aq), EVEN64))
                     let ar := or(shl(128, x), shr(128, x))
                     sq := add(sq, shr(192, mul(aq, ar)))
                     dt := add(dt, shr(192, mul(aq, hq)))
                     sa := add(sa, aq)
                     sb := add(sb, hq)
-                    n := sub(add(hq, and(shr(24, add(mul(ar, mload(0)), 0x0000000000800000000000000080000000000000008000000000000000800000)), 0x000000ffffffffff000000ffffffffff000000ffffffffff000000ffffffffff)), mload(0x20))
+                    n := sub(add(hq,
+                        and(shr(24, add(mul(ar, mload(0)), HALF24_64)), LOW40_64)), mload(0x20))
                 }
                 {
-                    let aq := and(shr(32, w), 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff)
-                    let hq := and(shr(32, hk), 0x00000000ffffffff00000000ffffffff00000000ffffffff00000000ffffffff)
-                    let x := or(shl(64, and(aq, 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff)), and(shr(64, aq), 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff))
+                    let aq := and(shr(32, w), QUAD16)
+                    let hq := and(shr(32, hk), QUAD32)
+                    let x := or(shl(64, and(aq, EVEN64)), and(shr(64, aq), EVEN64))
                     let ar := or(shl(128, x), shr(128, x))
                     sq := add(sq, shr(192, mul(aq, ar)))
                     dt := add(dt, shr(192, mul(aq, hq)))
                     sa := add(sa, aq)
                     sb := add(sb, hq)
-                    n := or(n, shl(32, sub(add(hq, and(shr(24, add(mul(ar, mload(0)), 0x0000000000800000000000000080000000000000008000000000000000800000)), 0x000000ffffffffff000000ffffffffff000000ffffffffff000000ffffffffff)), mload(0x20))))
+                    n := or(n, shl(32, sub(add(hq,
+                        and(shr(24, add(mul(ar, mload(0)), HALF24_64)), LOW40_64)), mload(0x20))))
                 }
-                z := and(not(shr(31, n)), 0x0000000100000001000000010000000100000001000000010000000100000001)
-                mstore(out, or(shl(1, xor(xor(n, 0x8000000080000000800000008000000080000000800000008000000080000000),
+                z := and(not(shr(31, n)), LSB_32)
+                mstore(out, or(shl(1, xor(xor(n, TOP_32),
                     mul(z, 0xffffffff))), z))
                 z := calldataload(add(h, 32))
-                hk := xor(xor(and(shr(1, z), 0x7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff7fffffff),
-                    0x8000000080000000800000008000000080000000800000008000000080000000),
-                    mul(and(z, 0x0000000100000001000000010000000100000001000000010000000100000001), 0xffffffff))
+                hk := xor(xor(and(shr(1, z), LOW31_32),
+                    TOP_32),
+                    mul(and(z, LSB_32), 0xffffffff))
                 {
-                    let aq := and(shr(16, w), 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff)
-                    let hq := and(hk, 0x00000000ffffffff00000000ffffffff00000000ffffffff00000000ffffffff)
-                    let x := or(shl(64, and(aq, 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff)), and(shr(64, aq), 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff))
+                    let aq := and(shr(16, w), QUAD16)
+                    let hq := and(hk, QUAD32)
+                    let x := or(shl(64, and(aq, EVEN64)), and(shr(64, aq), EVEN64))
                     let ar := or(shl(128, x), shr(128, x))
                     sq := add(sq, shr(192, mul(aq, ar)))
                     dt := add(dt, shr(192, mul(aq, hq)))
                     sa := add(sa, aq)
                     sb := add(sb, hq)
-                    n := sub(add(hq, and(shr(24, add(mul(ar, mload(0)), 0x0000000000800000000000000080000000000000008000000000000000800000)), 0x000000ffffffffff000000ffffffffff000000ffffffffff000000ffffffffff)), mload(0x20))
+                    n := sub(add(hq,
+                        and(shr(24, add(mul(ar, mload(0)), HALF24_64)), LOW40_64)), mload(0x20))
                 }
                 {
-                    let aq := and(shr(48, w), 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff)
-                    let hq := and(shr(32, hk), 0x00000000ffffffff00000000ffffffff00000000ffffffff00000000ffffffff)
-                    let x := or(shl(64, and(aq, 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff)), and(shr(64, aq), 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff))
+                    let aq := and(shr(48, w), QUAD16)
+                    let hq := and(shr(32, hk), QUAD32)
+                    let x := or(shl(64, and(aq, EVEN64)), and(shr(64, aq), EVEN64))
                     let ar := or(shl(128, x), shr(128, x))
                     sq := add(sq, shr(192, mul(aq, ar)))
                     dt := add(dt, shr(192, mul(aq, hq)))
                     sa := add(sa, aq)
                     sb := add(sb, hq)
-                    n := or(n, shl(32, sub(add(hq, and(shr(24, add(mul(ar, mload(0)), 0x0000000000800000000000000080000000000000008000000000000000800000)), 0x000000ffffffffff000000ffffffffff000000ffffffffff000000ffffffffff)), mload(0x20))))
+                    n := or(n, shl(32, sub(add(hq,
+                        and(shr(24, add(mul(ar, mload(0)), HALF24_64)), LOW40_64)), mload(0x20))))
                 }
-                z := and(not(shr(31, n)), 0x0000000100000001000000010000000100000001000000010000000100000001)
-                mstore(add(out, 32), or(shl(1, xor(xor(n, 0x8000000080000000800000008000000080000000800000008000000080000000),
+                z := and(not(shr(31, n)), LSB_32)
+                mstore(add(out, 32), or(shl(1, xor(xor(n, TOP_32),
                     mul(z, 0xffffffff))), z))
             }
         }
@@ -719,7 +748,7 @@ contract FLAggregator {
             h := history.offset
             if iszero(history.length) { h := calldatasize() }
             mstore(0, r)
-            mstore(0x20, mul(c, 0x0000000000000001000000000000000100000000000000010000000000000001))
+            mstore(0x20, mul(c, ONE_64))
         }
         (uint256 sqA, uint256 dtA, uint256 sumA, uint256 sumB) = _pass(u, h, numWords, out);
         (sq, dot) = _totals(sqA, dtA, sumA, sumB, numWords * LANES);
@@ -784,7 +813,14 @@ contract FLAggregator {
     }
 
     /// @dev Word `at` of the new model (zigzag) from the previous word `g` (zigzag).
-    function _modelWord(uint256 opStart, uint256 opEnd, uint256 toWeight, uint256 at, uint256 g, uint256 total)
+    function _modelWord(
+        uint256 opStart,
+        uint256 opEnd,
+        uint256 toWeight,
+        uint256 at,
+        uint256 g,
+        uint256 total
+    )
         private
         pure
         returns (uint256 word, uint256 saturated)
@@ -805,14 +841,14 @@ contract FLAggregator {
         assembly ("memory-safe") {
             for { let kp := opStart } lt(kp, opEnd) { kp := add(kp, 32) } {
                 let w := calldataload(add(mload(kp), at))
-                w := xor(xor(and(shr(1, w), 0x7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff),
-                    0x8000800080008000800080008000800080008000800080008000800080008000),
-                    mul(and(w, 0x0001000100010001000100010001000100010001000100010001000100010001), 0xffff))
+                w := xor(xor(and(shr(1, w), LOW15_16),
+                    TOP_16),
+                    mul(and(w, LSB_16), 0xffff))
                 let n := mload(add(kp, toWeight))
-                acc0 := add(acc0, mul(and(w, 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff), n))
-                acc1 := add(acc1, mul(and(shr(16, w), 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff), n))
-                acc2 := add(acc2, mul(and(shr(32, w), 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff), n))
-                acc3 := add(acc3, mul(and(shr(48, w), 0x000000000000ffff000000000000ffff000000000000ffff000000000000ffff), n))
+                acc0 := add(acc0, mul(and(w, QUAD16), n))
+                acc1 := add(acc1, mul(and(shr(16, w), QUAD16), n))
+                acc2 := add(acc2, mul(and(shr(32, w), QUAD16), n))
+                acc3 := add(acc3, mul(and(shr(48, w), QUAD16), n))
             }
         }
     }
@@ -875,9 +911,9 @@ contract FLAggregator {
     /// @dev zigzag -> offset binary for 16 int16 lanes.
     function _decode16(uint256 z) private pure returns (uint256 b) {
         assembly {
-            b := xor(xor(and(shr(1, z), 0x7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff),
-                0x8000800080008000800080008000800080008000800080008000800080008000),
-                mul(and(z, 0x0001000100010001000100010001000100010001000100010001000100010001), 0xffff))
+            b := xor(xor(and(shr(1, z), LOW15_16),
+                TOP_16),
+                mul(and(z, LSB_16), 0xffff))
         }
     }
 }

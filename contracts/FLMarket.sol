@@ -47,7 +47,11 @@ contract FLMarket {
 
     /// @notice A task was published with `escrow` wei in escrow.
     event TaskPublished(
-        uint256 indexed taskId, address indexed requester, uint256 escrow, uint256 targetAccuracyPpm, bytes32 spec
+        uint256 indexed taskId,
+        address indexed requester,
+        uint256 escrow,
+        uint256 targetAccuracyPpm,
+        bytes32 spec
     );
     /// @notice The reverse auction's outcome was recorded.
     event AuctionRecorded(uint256 indexed taskId, address[] winners, uint256[] payments);
