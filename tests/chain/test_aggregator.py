@@ -3,11 +3,14 @@ numpy oracles, FedAvg against numpy, and every bad input (revert, no state chang
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
-from eth_utils import keccak
+from eth_abi import decode
+from eth_tester.exceptions import TransactionFailed
+from eth_utils import function_signature_to_4byte_selector, keccak
 from web3.datastructures import AttributeDict
 
 from chain_node.errors import ContractRevert
@@ -386,3 +389,42 @@ def test_mirror_with_wrong_parameters_is_detected(node: ChainNode) -> None:
     )
     with pytest.raises(TbcimError, match="diverged from the contract"):
         wrong.submit(node.devices[0], 1, np.arange(D) - 20)
+
+
+def view_error(client: AggregatorClient, call: Callable[[], object]) -> tuple[str, tuple]:
+    """The custom error a reverting view raises (eth-tester reports it as raw bytes)."""
+    with pytest.raises(TransactionFailed) as info:
+        call()
+    prefix = "execution reverted: "
+    message = str(info.value)
+    raw = ast.literal_eval(message[message.index(prefix) + len(prefix) :])
+    for item in client.contract.abi:
+        if item["type"] == "error":
+            types = [i["type"] for i in item["inputs"]]
+            selector = function_signature_to_4byte_selector(f"{item['name']}({','.join(types)})")
+            if raw[:4] == selector:
+                return item["name"], tuple(decode(types, raw[4:]))
+    raise AssertionError(f"unknown revert data {raw!r}")
+
+
+def test_codec_views_reject_bad_input(node: ChainNode) -> None:
+    client = deploy(node)
+    f = client.contract.functions
+    good = pack_update(np.zeros(D, dtype=np.int64))
+    assert view_error(client, lambda: f.encodeUpdate([0] * (D - 1) + [2**15]).call()) == (
+        "ValueOutOfRange",
+        (D - 1, 2**15),
+    )
+    assert view_error(client, lambda: f.encodeUpdate([0] * 3).call()) == ("WrongLength", (D, 3))
+    assert view_error(client, lambda: f.decodeUpdate(good[:-1]).call()) == ("WrongLength", (96, 95))
+    assert view_error(client, lambda: f.decodeHistory(good).call()) == ("WrongLength", (192, 96))
+    assert view_error(client, lambda: f.nextHistory(good, good).call())[0] == "WrongLength"
+    assert view_error(client, lambda: f.fedAvg(good, [good], [1, 2]).call())[0] == "WrongLength"
+    assert view_error(client, lambda: f.fedAvg(good, [good], [0]).call()) == (
+        "InvalidParameter",
+        ("weights",),
+    )
+    assert view_error(client, lambda: f.fedAvg(good, [], []).call()) == (
+        "InvalidParameter",
+        ("weights",),
+    )

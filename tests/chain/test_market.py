@@ -4,9 +4,11 @@ bad input (revert with its custom error, no state change)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from chain_node.compiler import compile_contracts
 from chain_node.errors import ContractRevert
 from chain_node.node import ChainNode
 from tbcim.blockchain.market import MarketClient, TaskStatus
@@ -168,3 +170,37 @@ def test_payout_errors(node: ChainNode, market: MarketClient) -> None:
     # so only the revert itself is asserted here)
     with pytest.raises(ContractRevert):
         market.task(7)
+
+
+PAYEE = """// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.30;
+
+interface IMarket {
+    function withdraw(uint256 amount) external;
+}
+
+/// A winner that cannot receive ether (no receive or fallback function).
+contract RejectingPayee {
+    function pull(IMarket market, uint256 amount) external {
+        market.withdraw(amount);
+    }
+}
+"""
+
+
+def test_withdrawal_to_an_account_that_rejects_ether_reverts(
+    node: ChainNode, market: MarketClient, tmp_path: Path
+) -> None:
+    (tmp_path / "RejectingPayee.sol").write_text(PAYEE)
+    node.use_artifacts({**compile_contracts(), **compile_contracts(tmp_path)})
+    payee = node.deploy("RejectingPayee", sender=node.requester)
+    task = market.publish_task(node.requester, REWARD, SPEC, 0.5)
+    market.record_auction(node.requester, task, [payee.address], [REWARD])
+    market.attest_accuracy(node.requester, task, 0.6)
+    assert market.balance_of(payee.address) == REWARD
+    pull = payee.functions.pull(market.contract.address, REWARD)
+    args = assert_reverts(
+        market, lambda: node.transact(pull, sender=node.requester), "TransferFailed"
+    )
+    assert (args[0].lower(), args[1]) == (payee.address.lower(), REWARD)
+    assert market.balance_of(payee.address) == REWARD
