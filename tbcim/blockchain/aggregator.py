@@ -54,7 +54,7 @@ class AggregatorConfig:
     round_blocks: int = 5
     epsilon: float = 0.0
     norm_bound: float = 3.0
-    unit_scale: int = 2**14
+    unit_scale: int = 2**12
     max_history: int = 0
 
     def __post_init__(self) -> None:

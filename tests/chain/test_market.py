@@ -143,6 +143,8 @@ def test_payout_errors(node: ChainNode, market: MarketClient) -> None:
     task = awarded(market)
     assert_reverts(market, lambda: market.pay_devices(es0, task, [d0], [1]), "WrongStatus")
     assert_reverts(market, lambda: market.attest_accuracy(es0, task, 0.9), "NotRequester")
+    attest = market.contract.functions.attestAccuracy(task, 10**6 + 1)
+    assert_reverts(market, lambda: node.transact(attest, sender=req), "InvalidAccuracy")
     market.attest_accuracy(req, task, 0.9)
     # paying out twice: a second attestation and a second ED payment both revert
     assert_reverts(market, lambda: market.attest_accuracy(req, task, 0.9), "WrongStatus")
