@@ -135,6 +135,8 @@ def bid_response(
         "samples": samples,
         "bid_at_max_utility": best_bid,
         "utility_peaks_at_cost": bool(abs(best_bid - cost) <= step),
+        "utility_at_cost": float(np.interp(cost, bid_grid, utility)),
+        "utility_max": float(utility.max()),
         "bid_at_max_win_probability": float(bid_grid[np.argmax(win)]),
         "win_probability_max_rise": float(max(np.diff(win).max(), 0.0)),
         "win_probability_non_increasing": bool(np.diff(win).max() <= MONOTONE_TOL),
@@ -158,7 +160,9 @@ def plot_bid_response(
     ax.axvline(summary["cost"], color="k", linestyle="--", linewidth=1)
     ax.set_title(
         f"Fig. 7 ({summary['setting']}, ES {summary['server']}, cost {summary['cost']:.3g}): "
-        f"utility peaks at {summary['bid_at_max_utility']:.3g}",
+        f"utility peaks at bid {summary['bid_at_max_utility']:.3g} "
+        f"(+{summary['utility_max'] - summary['utility_at_cost']:.1e} over truthful);\n"
+        f"win probability non-increasing: {summary['win_probability_non_increasing']}",
         fontsize=9,
     )
     csv_path = write_csv(out_png.with_suffix(".csv"), rows)

@@ -96,6 +96,9 @@ def test_plots_write_png_and_csv(trained: Path, tmp_path: Path, capsys) -> None:
     summary = json.loads(fig7.with_suffix(".json").read_text())
     assert len(curve) == 21 and fig7.stat().st_size > 0
     assert summary["cost"] == 0.3 and isinstance(summary["win_probability_non_increasing"], bool)
+    assert summary["utility_max"] >= summary["utility_at_cost"]
+    at_cost = next(r for r in curve if float(r["bid"]) == pytest.approx(0.3))
+    assert summary["utility_at_cost"] == pytest.approx(float(at_cost["utility"]))
     assert "utility peaks at bid" in capsys.readouterr().out
 
 
