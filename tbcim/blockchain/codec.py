@@ -117,7 +117,7 @@ def unpack_update(data: bytes, num_params: int) -> IntArray:
 
 
 def pack_history(values: ArrayLike) -> bytes:
-    """Pack history values (int32) into two words per update word (paired lane order)."""
+    """Pack history values (int32) into two words per update word (reversed quads, see above)."""
     v = _as_int_vector(values, "history", INT32_MIN, INT32_MAX)
     by_word = _zigzag(_padded(v)).reshape(-1, LANES_PER_WORD)
     words = np.stack([by_word[:, idx] for idx in _HISTORY_LANES], axis=1)  # (W, 2, 8)
