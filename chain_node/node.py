@@ -71,6 +71,9 @@ class _Miner:
 
     backend = "abstract"
 
+    def begin_block(self, coinbase: str) -> None:
+        """Called once the next block's producer is known, before its transactions arrive."""
+
     def mine(self, coinbase: str) -> None:
         raise NotImplementedError
 
@@ -106,21 +109,39 @@ def _single_pass_gas_estimate(state: Any, transaction: Any) -> int:
     return min(estimate, state.gas_limit)
 
 
+def _batching_tester_class() -> type:
+    """eth-tester whose ``send_transaction`` applies a transaction once, to the pending block.
+
+    eth-tester's own manual mining (auto-mine off) executes every transaction twice: at send, in
+    a snapshot it then discards, and again when the block is mined. Here each transaction goes
+    straight into the pending block, and ``mine_blocks`` seals that block without re-executing
+    it. ``auto_mine_transactions`` stays on so ``mine_blocks`` adds nothing else; nothing here
+    mines by itself.
+    """
+    from eth_tester import EthereumTester
+
+    class BatchingTester(EthereumTester):  # type: ignore[misc]
+        def send_transaction(self, transaction: Any) -> Any:
+            return self._add_transaction_to_pending_block(transaction)
+
+    return BatchingTester
+
+
 class _EthTesterMiner(_Miner):
     backend = "py-evm"
 
     def __init__(self, tester: Any) -> None:
         self.tester = tester
-        # The chain class is configured per backend, so this affects this node only.
-        type(tester.backend.chain).gas_estimator = staticmethod(_single_pass_gas_estimate)
+        # py-evm's chain stores its estimator on the instance; this node's chain only.
+        tester.backend.chain.gas_estimator = _single_pass_gas_estimate
 
-    def mine(self, coinbase: str) -> None:
-        # eth-tester applies queued transactions to the pending header, then stamps the coinbase
-        # on the mined header: fees would go to the zero address and the block would not
-        # re-import (state-root mismatch). Setting the coinbase on the pending header first
-        # makes execution and header agree.
+    def begin_block(self, coinbase: str) -> None:
+        # Transactions execute on the pending header, so its coinbase must be the producer's
+        # before the first one lands: fees go to the producer and the sealed block re-imports.
         chain = self.tester.backend.chain
         chain.header = chain.header.copy(coinbase=to_canonical_address(coinbase))
+
+    def mine(self, coinbase: str) -> None:
         self.tester.mine_blocks(num_blocks=1, coinbase=coinbase)
 
 
@@ -174,6 +195,7 @@ class ChainNode:
         self._names: dict[str, str] = {}
         self._errors: dict[bytes, tuple[str, list[str]]] = {}
         self._pending: list[_Pending] = []
+        self._elect_next_producer()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -186,7 +208,7 @@ class ChainNode:
         seed: int = 0,
     ) -> ChainNode:
         """An in-process eth-tester chain on py-evm with auto-mine off."""
-        from eth_tester import EthereumTester, PyEVMBackend
+        from eth_tester import PyEVMBackend
         from web3.providers.eth_tester import EthereumTesterProvider
 
         n_accounts = 1 + n_servers + n_devices
@@ -195,7 +217,7 @@ class ChainNode:
         )
         params = PyEVMBackend.generate_genesis_params(overrides={"gas_limit": EMBEDDED_GAS_LIMIT})
         backend = PyEVMBackend(genesis_parameters=params, genesis_state=state)
-        tester = EthereumTester(backend=backend, auto_mine_transactions=False)
+        tester = _batching_tester_class()(backend=backend, auto_mine_transactions=True)
         w3 = Web3(EthereumTesterProvider(tester))
         return cls(
             w3,
@@ -231,6 +253,11 @@ class ChainNode:
             revenues=revenues,
             seed=seed,
         )
+
+    def _elect_next_producer(self) -> None:
+        """Proof of stake picks the next block's producer (its coinbase) in advance."""
+        self._next_producer = self.servers[self.pos.elect()]
+        self._miner.begin_block(self._next_producer)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -334,8 +361,9 @@ class ChainNode:
 
     def mine(self) -> list[TxReceipt]:
         """Produce one block with the queued transactions; record each receipt's gas."""
-        producer = self.servers[self.pos.elect()]
+        producer = self._next_producer
         self._miner.mine(producer)
+        self._elect_next_producer()
         pending, self._pending = self._pending, []
         receipts = []
         for p in pending:
