@@ -12,6 +12,8 @@ and no state changes.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +64,11 @@ def _revert_data(err: BaseException) -> bytes | None:
         for arg in seen.args:
             if isinstance(arg, bytes):
                 return arg
+            if isinstance(arg, str) and "b'" in arg:  # eth-tester's eth_call: the bytes' repr
+                with contextlib.suppress(ValueError, SyntaxError):
+                    raw = ast.literal_eval(arg[arg.index("b'") :])
+                    if isinstance(raw, bytes):
+                        return raw
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -40,6 +40,15 @@ def test_custom_error_and_reason_are_decoded_without_state_change(
     assert counter_node.ledger.select(function="bump") == []
 
 
+def test_eth_call_reverts_are_decoded_too(counter_node: ChainNode) -> None:
+    counter = counter_node.deploy("Counter", sender=counter_node.servers[0])
+    with pytest.raises(ContractRevert, match=r"TooBig\(11, 10\)") as too_big:
+        counter_node.call(counter.functions.bump(11), sender=counter_node.devices[0])
+    assert too_big.value.error_name == "TooBig"
+    with pytest.raises(ContractRevert, match="seven is unlucky"):
+        counter_node.call(counter.functions.bump(7), sender=counter_node.devices[0])
+
+
 def test_a_round_of_queued_transactions_lands_in_one_block(counter_node: ChainNode) -> None:
     counter = counter_node.deploy("Counter", sender=counter_node.servers[0])
     for device in counter_node.devices:
