@@ -202,6 +202,8 @@ class ChainNode:
         self._names: dict[str, str] = {}
         self._errors: dict[bytes, tuple[str, list[str]]] = {}
         self._pending: list[_Pending] = []
+        self._block_gas_limit = int(w3.eth.get_block("latest")["gasLimit"])
+        self._unsealed_gas = 0
         self._elect_next_producer()
 
     # ------------------------------------------------------------------ construction
@@ -319,7 +321,7 @@ class ChainNode:
         except _REVERTS as err:
             self._register_abi(name, "0x" + "00" * 20, art.abi)
             raise self._decode_revert(name, "constructor", err) from err
-        tx_hash = constructor.transact({**tx, "gas": gas + gas // 5})
+        tx_hash = constructor.transact({**tx, "gas": self._fit_in_block(gas)})
         self._pending.append(_Pending(tx_hash, name, "deploy", self.role_of(sender), None, sender))
         receipt = self.mine()[-1]
         address = receipt["contractAddress"]
@@ -360,17 +362,33 @@ class ChainNode:
             gas = fn.estimate_gas(tx)
         except _REVERTS as err:
             raise self._decode_revert(contract, fn.fn_name, err) from err
-        tx_hash = fn.transact({**tx, "gas": gas + gas // 5})
+        limit = self._fit_in_block(gas)
+        tx_hash = fn.transact({**tx, "gas": limit})
         self._pending.append(
             _Pending(tx_hash, contract, fn.fn_name, role or self.role_of(sender), round, sender)
         )
         return tx_hash
 
-    def mine(self) -> list[TxReceipt]:
-        """Produce one block with the queued transactions; record each receipt's gas."""
-        producer = self._next_producer
-        self._miner.mine(producer)
+    def _fit_in_block(self, estimate: int) -> int:
+        """The gas limit for a queued transaction (estimate + 20 %, at most a block). When the
+        open block cannot take it, that block is sealed first: a round may span blocks."""
+        limit = min(estimate + estimate // 5, self._block_gas_limit)
+        if self._unsealed_gas + limit > self._block_gas_limit:
+            self._seal_block()
+        self._unsealed_gas += limit
+        return limit
+
+    def _seal_block(self) -> None:
+        """Mine the open block with the elected producer as coinbase; elect the next one."""
+        self._miner.mine(self._next_producer)
+        self.producers.append(self._next_producer)
+        self._unsealed_gas = 0
         self._elect_next_producer()
+
+    def mine(self) -> list[TxReceipt]:
+        """Seal the open block and return the receipts of every transaction queued since the
+        last ``mine`` (one block, or more when they did not fit); record each receipt's gas."""
+        self._seal_block()
         pending, self._pending = self._pending, []
         receipts = []
         for p in pending:
@@ -394,7 +412,6 @@ class ChainNode:
             if receipt["status"] != 1:
                 raise ContractRevert(p.contract, p.function, "TransactionFailed", (p.tx_hash,))
             receipts.append(receipt)
-        self.producers.append(producer)
         return receipts
 
     def transact(

@@ -61,6 +61,19 @@ def test_a_round_of_queued_transactions_lands_in_one_block(counter_node: ChainNo
     )
 
 
+def test_a_round_too_big_for_one_block_spans_several(
+    counter_node: ChainNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = counter_node.deploy("Counter", sender=counter_node.servers[0])
+    monkeypatch.setattr(counter_node, "_block_gas_limit", 120_000)  # room for two or three
+    for device in counter_node.devices:
+        counter_node.send(counter.functions.bump(1), sender=device, round=1)
+    receipts = counter_node.mine()
+    assert len(receipts) == len(counter_node.devices)
+    assert len({r["blockNumber"] for r in receipts}) > 1
+    assert counter_node.call(counter.functions.count()) == len(counter_node.devices)
+
+
 def test_block_coinbase_is_the_elected_producer(counter_node: ChainNode) -> None:
     counter_node.advance_blocks(5)
     w3 = counter_node.w3
