@@ -50,8 +50,12 @@ def plot_training(
     histories: Mapping[str, Sequence[Mapping[str, Any]]],
     out_png: str | Path,
     optimum: Mapping[str, float | None] | None = None,
+    selected: Mapping[str, int | None] | None = None,
 ) -> tuple[Path, Path]:
-    """Fig. 6 for ``{label: history}``; writes ``out_png`` and the CSV beside it."""
+    """Fig. 6 for ``{label: history}``; writes ``out_png`` and the CSV beside it.
+
+    ``optimum`` adds the known optimal buyer utility, ``selected`` marks the epoch kept.
+    """
     if not histories or any(not h for h in histories.values()):
         raise ConfigError("model", "every model needs a non-empty training history")
     out_png = Path(out_png)
@@ -67,8 +71,12 @@ def plot_training(
         best = (optimum or {}).get(label)
         if best is not None:
             top.axhline(best, color="k", linestyle="--", linewidth=1, label="optimum (Myerson)")
+        pick = (selected or {}).get(label)
+        if pick is not None:
+            for ax in (top, bottom):
+                ax.axvline(pick, color="grey", linestyle=":", linewidth=1)
         top.set_title(label)
-        top.set_ylabel("buyer utility U_d − Σp  (paper: social welfare)")
+        top.set_ylabel("buyer utility U_d − Σp")
         bottom.semilogy(epoch, [max(r["train_regret_mean"], 1e-8) for r in data], label="train")
         bottom.semilogy(epoch, [max(r["val_regret_mean"], 1e-8) for r in data], label="val mean")
         bottom.semilogy(epoch, [max(r["val_regret_max"], 1e-8) for r in data], label="val max")
@@ -76,7 +84,11 @@ def plot_training(
         bottom.set_ylabel("regret / (b̄ − b_low)")
         top.legend(fontsize=7)
         bottom.legend(fontsize=7)
-    fig.suptitle("Fig. 6: buyer utility and regret over training (RANet)")
+    fig.suptitle(
+        "Fig. 6: buyer utility (the paper's 'social welfare' (1)) and regret over training "
+        "(dotted: selected epoch)"
+    )
+    fig.tight_layout()
     csv_path = write_csv(out_png.with_suffix(".csv"), rows)
     return save_figure(fig, out_png), csv_path
 

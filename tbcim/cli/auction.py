@@ -115,13 +115,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _plot_training(args: argparse.Namespace) -> int:
-    histories, optimum = {}, {}
+    histories, optimum, selected = {}, {}, {}
     for path in args.model:
         model, meta = load_model(path)
         label = model.setting.name if model.setting.name not in histories else str(path)
         histories[label] = meta["history"]
         optimum[label] = model.setting.optimal_buyer_utility
-    png, csv = plot_training(histories, args.out, optimum)
+        selected[label] = meta["selected_epoch"]
+    png, csv = plot_training(histories, args.out, optimum, selected)
     print(f"wrote {png} and {csv}")
     return 0
 
