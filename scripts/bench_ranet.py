@@ -9,13 +9,22 @@ social_welfare, regret_mean, regret_max, ir_violation_rate, monotone, samples, b
 plus ``setting`` and ``train_seconds`` (wall-clock of Algorithm 1 including its per-epoch
 validation, on whatever CPU share the machine gave), ``eval_seconds`` and the goal checks of
 issue 4. The trained models are saved so that the figures can be drawn from them afterwards.
+
+``SETTING_OVERRIDES`` adjusts the preset per setting (recorded in each row's ``train_config``):
+with 10 ESs and the default initial price score p̃ = 0.5 the random initial mechanism buys from
+almost everyone at mid-range prices, the buyer utility is negative, the allocation collapses to
+"buy nothing" (sigmoids saturate) and had not recovered after 20 epochs (bench run of
+2026-11-21). Starting near pay-as-bid (p̃ = 0.1) keeps buying profitable from the first batch.
+``--append`` keeps the rows of other settings already in ``--json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +42,7 @@ DEFAULT_SETTINGS = ("single-3", "single-5", "tbcim-3", "tbcim-5", "tbcim-10")
 #: ceiling (normalised by the bid range) for every setting.
 UTILITY_GOALS = {"single-3": 0.526, "single-5": 0.665}
 REGRET_GOAL = 1e-3
+SETTING_OVERRIDES: dict[str, dict[str, Any]] = {"tbcim-10": {"price_score_init": 0.1}}
 
 
 def goals(row: dict[str, Any]) -> dict[str, bool]:
@@ -59,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--models-dir", default="results/ranet")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (shared CPU)")
+    parser.add_argument("--append", action="store_true", help="keep other settings' rows")
     args = parser.parse_args(argv)
     try:
         names = [n.strip() for n in args.settings.split(",") if n.strip()]
@@ -75,12 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_ranet: error: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    out = Path(args.json)
     rows = []
+    if args.append and out.is_file():
+        rows = [r for r in json.loads(out.read_text()) if r["setting"] not in names]
     for name in names:
         spec = {"base": name}
         setting = setting_from_dict(spec)
+        run_config = replace(config, **SETTING_OVERRIDES.get(name, {}))
         print(f"== {name}: training ({args.preset})", flush=True)
-        result = train(setting, config, args.seed)
+        result = train(setting, run_config, args.seed)
         model_path = Path(args.models_dir) / f"{name}.pt"
         save_result(model_path, result, spec)
         start = time.perf_counter()
@@ -91,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             eval_seconds=time.perf_counter() - start,
             selected_epoch=result.selected_epoch,
             preset=args.preset,
+            train_config=run_config.to_dict(),
             model=str(model_path),
         )
         row["goals"] = goals(row)

@@ -265,3 +265,19 @@ def test_config_file_tables(tmp_path) -> None:
             path.write_text(text)
         with pytest.raises(ConfigError, match=message):
             read_config_file(path)
+
+
+def test_initial_price_score(single3: AuctionSetting) -> None:
+    torch.manual_seed(0)
+    model = RANet(single3, (8,), price_score_init=0.1)
+    with torch.no_grad():
+        model.payment_net[-1].weight.zero_()  # leave only the initial bias
+    profiles = single3.sample(50, np.random.default_rng(0))
+    z, p = model.outcome(profiles)
+    b = profiles.bids
+    np.testing.assert_allclose(p, z * (b + 0.1 * (1.0 - b)), atol=1e-6)
+    for bad in (0.0, 1.0):
+        with pytest.raises(ConfigError, match="price_score_init"):
+            RANet(single3, (8,), price_score_init=bad)
+        with pytest.raises(ConfigError, match="price_score_init"):
+            config_from_mapping({"price_score_init": bad}, TrainConfig())

@@ -24,6 +24,8 @@ class TrainConfig:
     # Architecture (section III-C): tanh FC layers of this width in both networks.
     hidden_layers: int = 2
     hidden_width: int = 100
+    # Initial price score p̃ of every ES (payment network output bias = its logit).
+    price_score_init: float = 0.5
     # Data: the training profile set L (the paper: 500k) and a small validation set used for the
     # per-epoch progress line and for model selection (held out; the test set is the evaluator's).
     n_train: int = 40_000
@@ -82,6 +84,12 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0 or value == float("inf"):
                 raise ConfigError(name, f"must be a positive finite number, got {value!r}")
+        if not isinstance(self.price_score_init, int | float) or not (
+            0.0 < self.price_score_init < 1.0
+        ):
+            raise ConfigError(
+                "price_score_init", f"must lie in (0, 1), got {self.price_score_init!r}"
+            )
         for name in ("lambda_init", "rho_increment"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0 <= value < float("inf"):

@@ -75,10 +75,13 @@ class RANet(nn.Module):
         hidden: Sequence[int] = (100, 100),
         data_size_range: tuple[float, float] = (0.0, 1.0),
         emd_range: tuple[float, float] = (0.0, 1.0),
+        price_score_init: float = 0.5,
     ) -> None:
         super().__init__()
         if not hidden or any(int(h) < 1 for h in hidden):
             raise ConfigError("hidden", f"needs at least one layer of positive width, got {hidden}")
+        if not 0.0 < price_score_init < 1.0:
+            raise ConfigError("price_score_init", f"must lie in (0, 1), got {price_score_init}")
         self.setting = setting
         self.hidden = tuple(int(h) for h in hidden)
         n_servers = setting.n_servers
@@ -86,6 +89,11 @@ class RANet(nn.Module):
         n_alloc = n_servers if setting.multi_winner else n_servers + 1
         self.allocation_net = _mlp(n_in, n_alloc, self.hidden)
         self.payment_net = _mlp(n_in, n_servers, self.hidden)
+        # Initial price scores p̃ ≈ price_score_init (output bias = its logit): 0.5 by default;
+        # a small value starts near pay-as-bid, so buying is profitable from the first batch.
+        last = self.payment_net[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.constant_(last.bias, float(np.log(price_score_init / (1.0 - price_score_init))))
         lows, spans = [], []
         for low, high in ((setting.bid_low, setting.bid_high), data_size_range, emd_range):
             lows.append(low)

@@ -115,7 +115,7 @@ class Trainer:
         self.train_profiles = setting.sample(config.n_train, self.rng)
         self.val_profiles = setting.sample(config.n_val, self.rng)
         d_range, emd_range = feature_ranges(self.train_profiles)
-        self.model = RANet(setting, config.hidden, d_range, emd_range)
+        self.model = RANet(setting, config.hidden, d_range, emd_range, config.price_score_init)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.bids, self.data_sizes, self.emds = _tensors(self.train_profiles)
         self.cache = torch.as_tensor(
