@@ -127,7 +127,7 @@ def _run_compiler(standard_input: dict[str, Any], solc: SolcBinary, base: Path) 
         )
     except SolcError as err:
         try:
-            output = json.loads(err.stdout_data)
+            output = json.loads(err.stdout_data or "")
         except (TypeError, ValueError):
             raise CompilerError(f"solc ({solc.source} {solc.version}) failed: {err}") from err
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]

@@ -16,7 +16,7 @@ import ast
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from eth_abi import decode as abi_decode
 from eth_tester.exceptions import TransactionFailed
@@ -25,11 +25,12 @@ from eth_utils import (
     to_canonical_address,
     to_checksum_address,
 )
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
-from web3.types import TxReceipt
+from web3.types import TxParams, TxReceipt
 
 from chain_node.compiler import ContractArtifact, compile_contracts
 from chain_node.consensus import ProofOfStake
@@ -315,7 +316,7 @@ class ChainNode:
         art = artifacts[name]
         factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
         constructor = factory.constructor(*args)
-        tx = {"from": sender, "value": value}
+        tx = cast(TxParams, {"from": sender, "value": value})
         try:
             gas = constructor.estimate_gas(tx)
         except _REVERTS as err:
@@ -325,8 +326,10 @@ class ChainNode:
         self._pending.append(_Pending(tx_hash, name, "deploy", self.role_of(sender), None, sender))
         receipt = self.mine()[-1]
         address = receipt["contractAddress"]
+        if address is None:
+            raise ChainError(f"deploying {name} produced no contract address")
         self._register_abi(name, address, art.abi)
-        return self.w3.eth.contract(address=address, abi=art.abi)
+        return cast(Contract, self.w3.eth.contract(address=address, abi=art.abi))
 
     def contract_name(self, address: str) -> str:
         return self._names.get(to_checksum_address(address), address)
@@ -357,7 +360,7 @@ class ChainNode:
     ) -> bytes:
         """Queue ``fn`` from ``sender`` for the next block; reverts raise before sending."""
         contract = self.contract_name(fn.address)
-        tx = {"from": sender, "value": value}
+        tx = cast(TxParams, {"from": sender, "value": value})
         try:
             gas = fn.estimate_gas(tx)
         except _REVERTS as err:
@@ -392,7 +395,7 @@ class ChainNode:
         pending, self._pending = self._pending, []
         receipts = []
         for p in pending:
-            receipt = self.w3.eth.wait_for_transaction_receipt(p.tx_hash, timeout=120)
+            receipt = self.w3.eth.wait_for_transaction_receipt(HexBytes(p.tx_hash), timeout=120)
             block_producer = to_checksum_address(
                 self.w3.eth.get_block(receipt["blockNumber"])["miner"]
             )

@@ -9,6 +9,7 @@ calldata; everyone reads the global model from the ``GlobalModel`` log and check
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -249,7 +250,7 @@ class AggregatorClient:
         receipt = self.node.transact(fn, sender=device, role="ed", round=round_)
         return self._outcome(device, round_, update, receipt)
 
-    def submit_round(self, round_: int, updates: dict[str, ArrayLike]) -> list[Submission]:
+    def submit_round(self, round_: int, updates: Mapping[str, ArrayLike]) -> list[Submission]:
         """Submit several EDs' updates in one block (one transaction each)."""
         for device, update in updates.items():
             self.node.send(

@@ -230,7 +230,7 @@ class HistoryState:
     """One ED's verification state, mirrored off chain (the contract stores only its hash)."""
 
     num_params: int
-    values: IntArray = field(default=None)  # type: ignore[assignment]
+    values: IntArray = field(default=None)  # type: ignore[arg-type]
     accepted: int = 0
     norm_sum: int = 0
 

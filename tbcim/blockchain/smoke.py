@@ -9,6 +9,7 @@ updates come from the FL clients.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -87,8 +88,8 @@ class SubsystemOnChain:
         self,
         node: ChainNode,
         num_params: int,
-        devices: list[str],
-        data_sizes: list[int],
+        devices: Sequence[str],
+        data_sizes: Sequence[int],
         *,
         server: str | None = None,
         seed: int = 0,
@@ -97,7 +98,7 @@ class SubsystemOnChain:
         if len(devices) != len(data_sizes) or not devices:
             raise ConfigError("devices", "need one data size per device and at least one device")
         self.node = node
-        self.devices = devices
+        self.devices = list(devices)
         self.data_sizes = dict(zip(devices, data_sizes, strict=True))
         config = AggregatorConfig(num_params=num_params, round_blocks=round_blocks)
         self.client = AggregatorClient.deploy(node, config, server or node.servers[0])
@@ -142,7 +143,7 @@ class SubsystemOnChain:
         )
 
 
-def settle_market(node: ChainNode, market: MarketClient, devices: list[str]) -> dict[str, Any]:
+def settle_market(node: ChainNode, market: MarketClient, devices: Sequence[str]) -> dict[str, Any]:
     """One task through the market contract: escrow, auction record, attestation, ES→ED pay,
     pull withdrawals. Returns the task id and the amounts moved (wei)."""
     reward = 10**18
