@@ -322,7 +322,7 @@ class ChainNode:
         except _REVERTS as err:
             self._register_abi(name, "0x" + "00" * 20, art.abi)
             raise self._decode_revert(name, "constructor", err) from err
-        tx_hash = constructor.transact({**tx, "gas": self._fit_in_block(gas)})
+        tx_hash = constructor.transact(self._with_gas_and_nonce(tx, gas))
         self._pending.append(_Pending(tx_hash, name, "deploy", self.role_of(sender), None, sender))
         receipt = self.mine()[-1]
         address = receipt["contractAddress"]
@@ -365,12 +365,18 @@ class ChainNode:
             gas = fn.estimate_gas(tx)
         except _REVERTS as err:
             raise self._decode_revert(contract, fn.fn_name, err) from err
-        limit = self._fit_in_block(gas)
-        tx_hash = fn.transact({**tx, "gas": limit})
+        tx_hash = fn.transact(self._with_gas_and_nonce(tx, gas))
         self._pending.append(
             _Pending(tx_hash, contract, fn.fn_name, role or self.role_of(sender), round, sender)
         )
         return tx_hash
+
+    def _with_gas_and_nonce(self, tx: TxParams, estimate: int) -> TxParams:
+        """The queued transaction's gas limit (it fits the open block) and its nonce, counted
+        over the pending block so one sender can queue several transactions per block."""
+        limit = self._fit_in_block(estimate)
+        nonce = self.w3.eth.get_transaction_count(to_checksum_address(tx["from"]), "pending")
+        return cast(TxParams, {**tx, "gas": limit, "nonce": nonce})
 
     def _fit_in_block(self, estimate: int) -> int:
         """The gas limit for a queued transaction (estimate + 20 %, at most a block). When the

@@ -61,6 +61,15 @@ def test_a_round_of_queued_transactions_lands_in_one_block(counter_node: ChainNo
     )
 
 
+def test_one_sender_can_queue_several_transactions_per_block(counter_node: ChainNode) -> None:
+    counter = counter_node.deploy("Counter", sender=counter_node.servers[0])
+    for amount in (1, 2, 3):
+        counter_node.send(counter.functions.bump(amount), sender=counter_node.devices[0])
+    receipts = counter_node.mine()
+    assert len({r["blockNumber"] for r in receipts}) == 1
+    assert counter_node.call(counter.functions.count()) == 6
+
+
 def test_a_round_too_big_for_one_block_spans_several(
     counter_node: ChainNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
