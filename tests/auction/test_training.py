@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tbcim.auction.evaluate import evaluate
-from tbcim.auction.ranet import TrainConfig, Trainer, train
+from tbcim.auction.ranet import TrainConfig, Trainer, preset, train
 from tbcim.auction.ranet.evaluation import held_out_profiles
 from tbcim.auction.settings import AuctionSetting, get_setting
 from tbcim.errors import ConfigError
@@ -41,21 +41,7 @@ def single2() -> AuctionSetting:
 
 
 def test_short_training_lowers_regret_and_raises_buyer_utility(single2: AuctionSetting) -> None:
-    config = TrainConfig(
-        hidden_width=32,
-        n_train=2_000,
-        n_val=200,
-        batch_size=200,
-        epochs=30,
-        misreport_steps=3,
-        lambda_init=5.0,
-        lambda_every=10,
-        rho_init=5.0,
-        rho_increment=5.0,
-        rho_every=20,
-        rho_max=100.0,
-        val_grid=21,
-    )
+    config = replace(preset("smoke"), batch_size=200, epochs=30)  # 300 iterations
     trainer = Trainer(single2, config, seed=0, log=None)
     untrained = copy.deepcopy(trainer.model)
     result = trainer.run()
