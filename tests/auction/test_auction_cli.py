@@ -146,3 +146,40 @@ def test_eval_and_plot_input_errors(trained: Path, tmp_path: Path, capsys) -> No
     _fails([*bids, "--samples", "0"], "samples: must be a positive", capsys)
     _fails(["auction", "plot", "training", "--model", png, "--out", png], "no such file", capsys)
     assert not (tmp_path / "f.png").exists()
+
+
+def _bench_main():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_ranet.py"
+    spec = importlib.util.spec_from_file_location("bench_ranet", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_bench_writes_one_row_per_setting(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["--json", str(out), "--settings", "single-2", "--preset", "smoke", "--samples", "40"]
+    assert _bench_main()([*argv, "--models-dir", str(tmp_path / "models")]) == 0
+    (row,) = json.loads(out.read_text())
+    assert EVAL_KEYS | {"setting", "train_seconds", "goals"} <= set(row)
+    assert row["setting"] == "single-2" and row["samples"] == 40
+    assert (tmp_path / "models" / "single-2.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--settings", "single-9"], "settings: unknown"),
+        (["--settings", ","], "settings: unknown"),
+        (["--samples", "0"], "samples: must be a positive"),
+        (["--threads", "0"], "threads: must be a positive"),
+        (["--config", "missing.toml"], "config: no such file"),
+    ],
+)
+def test_bench_input_errors(extra: list[str], message: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    assert _bench_main()(["--json", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
