@@ -14,7 +14,8 @@ Per iteration t on a mini-batch L_t of the training profiles (truthful bids b = 
 
    where U(b) = U_d(g(b)) − Σ_s p_s is the buyer utility (the paper's "social welfare" (1)).
    Both terms are divided by the bid range so the hyper-parameters carry across settings.
-4. Every Q iterations λ_s ← λ_s + ρ·rgt_s (7b); every ``rho_every`` iterations
+4. Every Q iterations λ_s ← λ_s + ρ·rgt_s (7b), with rgt_s that iteration's batch regret (as
+   RegretNet does, rather than a fresh pass at w^{t+1}); every ``rho_every`` iterations
    ρ ← min(ρ + ``rho_increment``, ``rho_max``) (a schedule; the paper keeps ρ = 1).
 
 After each epoch the held-out validation profiles are scored with the project's grid regret
@@ -141,6 +142,7 @@ class Trainer:
         return (p - z * bids) / self.bid_range
 
     def _grid_reseed(self, batch: Batch, mis: torch.Tensor) -> torch.Tensor:
+        """Replace each misreport by the best grid point where that point beats it."""
         with torch.no_grad():
             best = mis.clone()
             best_u = self._misreport_utility(*batch, mis)
