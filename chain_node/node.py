@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from eth_abi import decode as abi_decode
 from eth_tester.exceptions import TransactionFailed
+from eth_utils import ValidationError as EthValidationError
 from eth_utils import (
     function_signature_to_4byte_selector,
     to_canonical_address,
@@ -78,6 +79,8 @@ class _Miner:
     """How blocks are produced on a backend."""
 
     backend = "abstract"
+    #: Whether a sent transaction executes at once into the open block (the embedded chain).
+    applies_on_send = False
 
     def begin_block(self, coinbase: str) -> None:
         """Called once the next block's producer is known, before its transactions arrive."""
@@ -117,6 +120,27 @@ def _single_pass_gas_estimate(state: Any, transaction: Any) -> int:
     return min(estimate, state.gas_limit)
 
 
+def _fee_aware_backend_class() -> type:
+    """py-evm backend whose default fee cap follows the base fee.
+
+    eth-tester fills a missing ``maxFeePerGas`` with 1 gwei. Blocks more than half full raise
+    the EIP-1559 base fee above that, after which every default-fee call, estimate and
+    transaction is rejected. Here the default is 2 × base fee + tip, as wallets do.
+    """
+    from eth_tester import PyEVMBackend
+
+    class FeeAwareBackend(PyEVMBackend):  # type: ignore[misc]
+        def _normalize_transaction(self, transaction: Any, block_number: Any = "latest") -> Any:
+            normalized = super()._normalize_transaction(transaction, block_number)
+            fee_keys = ("max_fee_per_gas", "max_priority_fee_per_gas", "gas_price")
+            if not any(key in transaction for key in fee_keys) and "max_fee_per_gas" in normalized:
+                tip = normalized["max_priority_fee_per_gas"]
+                normalized["max_fee_per_gas"] = 2 * self.get_base_fee(block_number) + tip
+            return normalized
+
+    return FeeAwareBackend
+
+
 def _batching_tester_class() -> type:
     """eth-tester whose ``send_transaction`` applies a transaction once, to the pending block.
 
@@ -137,6 +161,7 @@ def _batching_tester_class() -> type:
 
 class _EthTesterMiner(_Miner):
     backend = "py-evm"
+    applies_on_send = True
 
     def __init__(self, tester: Any) -> None:
         self.tester = tester
@@ -151,6 +176,19 @@ class _EthTesterMiner(_Miner):
 
     def mine(self, coinbase: str) -> None:
         self.tester.mine_blocks(num_blocks=1, coinbase=coinbase)
+
+    def open_block_header(self) -> Any:
+        """The open block's header: it fixes the block's state and transactions so far."""
+        return self.tester.backend.chain.header
+
+    def restore_open_block(self, header: Any) -> None:
+        """Take back every transaction applied to the open block since ``header``."""
+        self.tester.backend.chain.header = header
+
+    def last_transaction_succeeded(self) -> bool:
+        chain = self.tester.backend.chain
+        receipts = chain.get_block().get_receipts(chain.chaindb)
+        return bool(receipts) and receipts[-1].state_root == b"\x01"  # EIP-658 status
 
 
 class _RpcMiner(_Miner):
@@ -216,8 +254,9 @@ class ChainNode:
         *,
         revenues: Sequence[float] | None = None,
         seed: int = 0,
+        block_gas_limit: int = EMBEDDED_GAS_LIMIT,
     ) -> ChainNode:
-        """An in-process eth-tester chain on py-evm with auto-mine off."""
+        """An in-process eth-tester chain on py-evm, mined on demand."""
         from eth_tester import PyEVMBackend
         from web3.providers.eth_tester import EthereumTesterProvider
 
@@ -225,8 +264,8 @@ class ChainNode:
         state = PyEVMBackend.generate_genesis_state(
             num_accounts=n_accounts, overrides={"balance": ACCOUNT_BALANCE_WEI}
         )
-        params = PyEVMBackend.generate_genesis_params(overrides={"gas_limit": EMBEDDED_GAS_LIMIT})
-        backend = PyEVMBackend(genesis_parameters=params, genesis_state=state)
+        params = PyEVMBackend.generate_genesis_params(overrides={"gas_limit": block_gas_limit})
+        backend = _fee_aware_backend_class()(genesis_parameters=params, genesis_state=state)
         tester = _batching_tester_class()(backend=backend, auto_mine_transactions=True)
         w3 = Web3(EthereumTesterProvider(tester))
         return cls(
@@ -317,13 +356,8 @@ class ChainNode:
         factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
         constructor = factory.constructor(*args)
         tx = cast(TxParams, {"from": sender, "value": value})
-        try:
-            gas = constructor.estimate_gas(tx)
-        except _REVERTS as err:
-            self._register_abi(name, "0x" + "00" * 20, art.abi)
-            raise self._decode_revert(name, "constructor", err) from err
-        tx_hash = constructor.transact(self._with_gas_and_nonce(tx, gas))
-        self._pending.append(_Pending(tx_hash, name, "deploy", self.role_of(sender), None, sender))
+        self._register_abi(name, "0x" + "00" * 20, art.abi)  # decode constructor reverts
+        self._queue(constructor, tx, name, "deploy", self.role_of(sender), None)
         receipt = self.mine()[-1]
         address = receipt["contractAddress"]
         if address is None:
@@ -359,24 +393,65 @@ class ChainNode:
         value: int = 0,
     ) -> bytes:
         """Queue ``fn`` from ``sender`` for the next block; reverts raise before sending."""
-        contract = self.contract_name(fn.address)
         tx = cast(TxParams, {"from": sender, "value": value})
-        try:
-            gas = fn.estimate_gas(tx)
-        except _REVERTS as err:
-            raise self._decode_revert(contract, fn.fn_name, err) from err
-        tx_hash = fn.transact(self._with_gas_and_nonce(tx, gas))
-        self._pending.append(
-            _Pending(tx_hash, contract, fn.fn_name, role or self.role_of(sender), round, sender)
-        )
+        contract = self.contract_name(fn.address)
+        return self._queue(fn, tx, contract, fn.fn_name, role or self.role_of(sender), round)
+
+    def _queue(
+        self, call: Any, tx: TxParams, contract: str, function: str, role: str, round: int | None
+    ) -> bytes:
+        """Send ``call`` (a contract function or constructor) for the open block and remember
+        it for :meth:`mine`. A transaction that would revert raises ContractRevert and leaves
+        no trace in the open block."""
+        if self._miner.applies_on_send:
+            tx_hash = self._apply_once(call, tx, contract, function)
+        else:
+            try:
+                gas = call.estimate_gas(tx)
+            except _REVERTS as err:
+                raise self._decode_revert(contract, function, err) from err
+            tx_hash = call.transact(self._with_gas_and_nonce(tx, gas))
+        self._pending.append(_Pending(tx_hash, contract, function, role, round, str(tx["from"])))
         return tx_hash
+
+    def _apply_once(self, call: Any, tx: TxParams, contract: str, function: str) -> bytes:
+        """Embedded chain: execute once, straight into the open block, with the block's
+        remaining gas as the limit (no separate gas estimate; gasUsed comes from the receipt).
+        A failed transaction is taken back out of the open block; its revert is then decoded
+        by re-estimating, and a transaction that only ran out of room in a partly filled block
+        is retried in a fresh one."""
+        miner = cast(_EthTesterMiner, self._miner)
+        for fresh_block in (False, True):
+            before = miner.open_block_header()
+            remaining = int(before.gas_limit - before.gas_used)
+            params = {**tx, **self._nonce(tx), "gas": remaining}
+            try:
+                tx_hash = call.transact(cast(TxParams, params))
+                if miner.last_transaction_succeeded():
+                    return bytes(tx_hash)
+            except EthValidationError:  # the block's remaining gas is below intrinsic gas
+                pass
+            miner.restore_open_block(before)
+            try:  # re-run without the block's limit: a revert raises, lack of room does not
+                call.estimate_gas(tx)
+            except _REVERTS as err:
+                raise self._decode_revert(contract, function, err) from err
+            if fresh_block or before.gas_used == 0:
+                break
+            self._seal_block()  # it reverts only for lack of gas: give it a block of its own
+        raise ContractRevert(contract, function, "OutOfGas", (remaining,))
 
     def _with_gas_and_nonce(self, tx: TxParams, estimate: int) -> TxParams:
         """The queued transaction's gas limit (it fits the open block) and its nonce, counted
         over the pending block so one sender can queue several transactions per block."""
         limit = self._fit_in_block(estimate)
-        nonce = self.w3.eth.get_transaction_count(to_checksum_address(tx["from"]), "pending")
-        return cast(TxParams, {**tx, "gas": limit, "nonce": nonce})
+        return cast(TxParams, {**tx, **self._nonce(tx), "gas": limit})
+
+    def _nonce(self, tx: TxParams) -> dict[str, int]:
+        """The nonce counted over the pending block: one sender may queue several
+        transactions per block."""
+        sender = to_checksum_address(tx["from"])
+        return {"nonce": self.w3.eth.get_transaction_count(sender, "pending")}
 
     def _fit_in_block(self, estimate: int) -> int:
         """The gas limit for a queued transaction (estimate + 20 %, at most a block). When the

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from chain_node.compiler import ContractArtifact
 from chain_node.errors import ChainError, ContractRevert
 from chain_node.gas_ledger import GasLedger, read_g_e
 from chain_node.node import ChainNode
@@ -71,16 +72,18 @@ def test_one_sender_can_queue_several_transactions_per_block(counter_node: Chain
 
 
 def test_a_round_too_big_for_one_block_spans_several(
-    counter_node: ChainNode, monkeypatch: pytest.MonkeyPatch
+    counter_artifacts: dict[str, ContractArtifact],
 ) -> None:
-    counter = counter_node.deploy("Counter", sender=counter_node.servers[0])
-    monkeypatch.setattr(counter_node, "_block_gas_limit", 120_000)  # room for two or three
-    for device in counter_node.devices:
-        counter_node.send(counter.functions.bump(1), sender=device, round=1)
-    receipts = counter_node.mine()
-    assert len(receipts) == len(counter_node.devices)
+    node = ChainNode.embedded(n_servers=1, n_devices=6, block_gas_limit=150_000)
+    node.use_artifacts(counter_artifacts)
+    counter = node.deploy("Counter", sender=node.servers[0])
+    for device in node.devices:  # 44k + 5 × 27k of gas: more than one block holds
+        node.send(counter.functions.bump(1), sender=device, round=1)
+    receipts = node.mine()
+    assert len(receipts) == len(node.devices)
+    assert all(r["status"] == 1 for r in receipts)
     assert len({r["blockNumber"] for r in receipts}) > 1
-    assert counter_node.call(counter.functions.count()) == len(counter_node.devices)
+    assert node.call(counter.functions.count()) == len(node.devices)
 
 
 def test_block_coinbase_is_the_elected_producer(counter_node: ChainNode) -> None:
