@@ -392,7 +392,8 @@ class ChainNode:
         round: int | None = None,
         value: int = 0,
     ) -> bytes:
-        """Queue ``fn`` from ``sender`` for the next block; reverts raise before sending."""
+        """Queue ``fn`` from ``sender`` for the open block; a revert raises ContractRevert and
+        leaves no trace."""
         tx = cast(TxParams, {"from": sender, "value": value})
         contract = self.contract_name(fn.address)
         return self._queue(fn, tx, contract, fn.fn_name, role or self.role_of(sender), round)
@@ -442,8 +443,7 @@ class ChainNode:
         raise ContractRevert(contract, function, "OutOfGas", (remaining,))
 
     def _with_gas_and_nonce(self, tx: TxParams, estimate: int) -> TxParams:
-        """The queued transaction's gas limit (it fits the open block) and its nonce, counted
-        over the pending block so one sender can queue several transactions per block."""
+        """JSON-RPC path: the estimate-based gas limit (see :meth:`_fit_in_block`) and nonce."""
         limit = self._fit_in_block(estimate)
         return cast(TxParams, {**tx, **self._nonce(tx), "gas": limit})
 
@@ -475,11 +475,13 @@ class ChainNode:
         self._seal_block()
         pending, self._pending = self._pending, []
         receipts = []
+        miners: dict[int, str] = {}  # block number → its coinbase, read once per block
         for p in pending:
             receipt = self.w3.eth.wait_for_transaction_receipt(HexBytes(p.tx_hash), timeout=120)
-            block_producer = to_checksum_address(
-                self.w3.eth.get_block(receipt["blockNumber"])["miner"]
-            )
+            number = int(receipt["blockNumber"])
+            if number not in miners:
+                miners[number] = to_checksum_address(self.w3.eth.get_block(number)["miner"])
+            block_producer = miners[number]
             self.ledger.record(
                 GasEntry(
                     contract=p.contract,

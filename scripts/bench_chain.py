@@ -29,7 +29,11 @@ import numpy as np
 from tqdm import tqdm
 
 from chain_node.node import ChainNode
-from tbcim.blockchain.smoke import SubsystemOnChain, calldata_floor_gas_per_param
+from tbcim.blockchain.smoke import (
+    SubsystemOnChain,
+    calldata_floor_gas_per_param,
+    seeded_data_sizes,
+)
 from tbcim.results import write_json
 
 GOAL_PARAMS = 10_000
@@ -51,7 +55,7 @@ def parse_sizes(text: str) -> list[int]:
 
 def bench_size(params: int, devices: int, rounds: int, seed: int) -> dict[str, Any]:
     node = ChainNode.embedded(n_servers=3, n_devices=devices, seed=seed)
-    sizes = [int(s) for s in np.random.default_rng(seed).integers(100, 1000, devices)]
+    sizes = seeded_data_sizes(devices, seed)
     subsystem = SubsystemOnChain(node, params, node.devices, sizes, seed=seed)
     measurements = [subsystem.run_round() for _ in range(rounds)]
     last = measurements[-1]

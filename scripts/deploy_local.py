@@ -16,13 +16,11 @@ import argparse
 import sys
 from typing import Any
 
-import numpy as np
-
 from chain_node.compiler import compile_contracts
 from chain_node.gas_ledger import GasLedger
 from chain_node.node import ChainNode
 from tbcim.blockchain.market import MarketClient
-from tbcim.blockchain.smoke import SubsystemOnChain, settle_market
+from tbcim.blockchain.smoke import SubsystemOnChain, seeded_data_sizes, settle_market
 from tbcim.errors import TbcimError
 from tbcim.results import write_json
 
@@ -48,7 +46,7 @@ def deploy_and_smoke(node: ChainNode, *, params: int, devices: int, seed: int) -
     """Deploy both contracts, run the smoke round and a market settlement; the JSON report."""
     artifacts = node.artifacts()
     eds = node.devices[:devices]
-    sizes = [int(s) for s in np.random.default_rng(seed).integers(100, 1000, devices)]
+    sizes = seeded_data_sizes(devices, seed)
     market = MarketClient.deploy(node, sender=node.requester)
     subsystem = SubsystemOnChain(node, params, eds, sizes, seed=seed)
     measurement = subsystem.run_round()

@@ -71,6 +71,11 @@ class SyntheticUpdates:
         }
 
 
+def seeded_data_sizes(devices: int, seed: int) -> list[int]:
+    """The EDs' data sizes (FedAvg weights) of the smoke and benchmark rounds: U{100..999}."""
+    return [int(s) for s in np.random.default_rng(seed).integers(100, 1000, devices)]
+
+
 def numpy_fedavg(
     previous: NDArray[np.float64],
     updates: list[NDArray[np.float64]],
