@@ -15,9 +15,7 @@
 
 from __future__ import annotations
 
-import json
-import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from tbcim.auction.utility import (
     tbcim_value,
     tbcim_value_torch,
 )
+from tbcim.configfile import check_table, check_types, dataclass_from_table, read_config
 from tbcim.errors import ConfigError
 from tbcim.lower.market import server_types
 from tbcim.lower.quality import QualityParams
@@ -282,76 +281,63 @@ def get_setting(name: str) -> AuctionSetting:
     return single_setting(int(count)) if kind == "single" else tbcim_setting(int(count))
 
 
-SINGLE_KEYS = {"name", "n_servers", "value", "bid_low", "bid_high"}
-TBCIM_KEYS = {
-    "name",
-    "n_servers",
-    "pool_size",
-    "pool_seed",
-    "bid_quantile",
-    "g_e",
-    "quality",
-    "value_model",
+#: The keys a ``[setting]`` table may override, with their types, by kind of base setting.
+SINGLE_KEYS: dict[str, Any] = {
+    "name": str,
+    "n_servers": int,
+    "value": float,
+    "bid_low": float,
+    "bid_high": float,
+}
+TBCIM_KEYS: dict[str, Any] = {
+    "name": str,
+    "n_servers": int,
+    "pool_size": int,
+    "pool_seed": int,
+    "bid_quantile": float,
+    "g_e": float | None,
+    "value_model": str,
 }
 
 
 def setting_from_dict(config: dict[str, Any]) -> AuctionSetting:
-    """A setting from ``{"base": NAME, **overrides}``; unknown keys are ConfigErrors."""
-    if not isinstance(config, dict):
-        raise ConfigError("setting", "a setting config must be a table/object")
-    if "base" not in config:
+    """A setting from ``{"base": NAME, **overrides}`` (a ``[setting]`` table).
+
+    Read through :mod:`tbcim.configfile`: unknown keys, wrong types and out-of-range values are
+    ConfigErrors naming the key relative to the table (``value``, ``quality.a9``).
+    """
+    table = check_table(config, "setting")
+    if "base" not in table:
         raise ConfigError("base", f"missing; name a base setting from {SETTING_NAMES}")
-    base = get_setting(str(config["base"]))
-    overrides = {k: v for k, v in config.items() if k != "base"}
-    allowed = SINGLE_KEYS if isinstance(base, UnitValueSetting) else TBCIM_KEYS
-    unknown = sorted(set(overrides) - allowed)
-    if unknown:
-        raise ConfigError(unknown[0], f"not a setting option here; allowed: {sorted(allowed)}")
-    try:
-        if isinstance(base, UnitValueSetting):
-            merged = {
-                "n_servers": base.n_servers,
-                "value": base.value,
-                "bid_low": base.bid_low,
-                "bid_high": base.bid_high,
-                **overrides,
-            }
-            return single_setting(**merged)
-        assert isinstance(base, TbcimSetting)
-        quality = overrides.pop("quality", None)
-        if quality is not None:
-            if not isinstance(quality, dict):
-                raise ConfigError("quality", "must be a table of a1..a5")
-            known = {f.name for f in fields(QualityParams)}
-            bad = sorted(set(quality) - known)
-            if bad:
-                raise ConfigError(f"quality.{bad[0]}", f"unknown; allowed: {sorted(known)}")
-            values = {k: float(v) for k, v in quality.items()}
-            overrides["quality"] = replace(base.quality, **values)
+    base = get_setting(str(table["base"]))
+    overrides = {k: v for k, v in table.items() if k not in ("base", "quality")}
+    if isinstance(base, UnitValueSetting):
+        values = check_types(overrides, "", SINGLE_KEYS)
+        if "quality" in table:
+            raise ConfigError("quality", f"unknown key; known: {sorted(SINGLE_KEYS)}")
         merged = {
             "n_servers": base.n_servers,
-            "pool_size": base.pool_size,
-            "pool_seed": base.pool_seed,
-            "bid_quantile": base.bid_quantile,
-            "g_e": base.g_e,
-            "value_model": base.value_model,
-            **overrides,
+            "value": base.value,
+            "bid_low": base.bid_low,
+            "bid_high": base.bid_high,
+            **values,
         }
-        return tbcim_setting(**merged)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:  # a wrongly typed value reaching a numeric check
-        raise ConfigError("setting", f"invalid value: {err}") from err
+        return single_setting(**merged)
+    assert isinstance(base, TbcimSetting)
+    values = check_types(overrides, "", TBCIM_KEYS)
+    quality = dataclass_from_table(QualityParams, table.get("quality"), "quality", base.quality)
+    merged = {
+        "n_servers": base.n_servers,
+        "pool_size": base.pool_size,
+        "pool_seed": base.pool_seed,
+        "bid_quantile": base.bid_quantile,
+        "g_e": base.g_e,
+        "value_model": base.value_model,
+        **values,
+    }
+    return tbcim_setting(quality=quality, **merged)
 
 
 def load_setting_config(path: str | Path) -> AuctionSetting:
     """A setting from a TOML or JSON file: ``base = "tbcim-5"`` plus overrides."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError("config", f"no such file: {file}")
-    text = file.read_text(encoding="utf-8")
-    try:
-        config = json.loads(text) if file.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError("config", f"cannot parse {file}: {err}") from err
-    return setting_from_dict(config)
+    return setting_from_dict(read_config(path))

@@ -19,6 +19,7 @@ from tbcim.auction.ranet import load_model, preset, read_config_file, save_resul
 from tbcim.auction.ranet.config import PRESETS, config_from_mapping
 from tbcim.auction.ranet.evaluation import evaluate_ranet
 from tbcim.auction.settings import SETTING_NAMES, get_setting, setting_from_dict
+from tbcim.configfile import keyed
 from tbcim.errors import ConfigError
 from tbcim.results import write_json
 
@@ -76,9 +77,12 @@ def _train(args: argparse.Namespace) -> int:
     setting_overrides, train_options = read_config_file(args.config) if args.config else ({}, {})
     if "base" in setting_overrides:
         raise ConfigError("setting.base", "give the base setting with --setting, not in the file")
+    get_setting(args.setting)  # an unknown --setting is named as such, not as a table key
     spec = {"base": args.setting, **setting_overrides}
-    setting = setting_from_dict(spec)
-    config = config_from_mapping(train_options, preset(args.preset))
+    with keyed("setting"):
+        setting = setting_from_dict(spec)
+    with keyed("train"):
+        config = config_from_mapping(train_options, preset(args.preset))
     if args.resume and not args.checkpoint:
         raise ConfigError("resume", "needs --checkpoint")
     print(f"training RANet on {setting.name} ({args.preset} preset, seed {args.seed}): {config}")

@@ -15,25 +15,23 @@ Unknown keys and bad values raise :class:`ConfigError` naming the field.
 
 from __future__ import annotations
 
-import json
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from tbcim.configfile import check_table, dataclass_from_table, read_config
 from tbcim.errors import ConfigError
 from tbcim.lower.costs import ED_FIELDS, EDArrays, MarketParams, make_ed_arrays
 from tbcim.lower.emd import SelectionRule, emd, emd_from_counts
 from tbcim.lower.quality import QualityParams
-from tbcim.lower.scenario import SCENARIO_FIELDS, UNIFORM_RANGES, ScenarioConfig
+from tbcim.lower.scenario import ScenarioConfig
 
 ED_COST_KEYS = ("gamma", "beta", "power", "rate", "phi")
 ED_KEYS = ("data_size", "labels", "label_counts", *ED_COST_KEYS)
-SCENARIO_LISTS = ("ed_concentrations", "ed_concentration_weights", *UNIFORM_RANGES)
 TOP_KEYS = ("scenario", "market", "quality", "selection", "task", "servers")
 
 
@@ -47,30 +45,24 @@ class PricingConfig:
 
 
 def load_config(path: str | Path | None) -> PricingConfig:
-    """Read and validate a TOML (``.toml``) or JSON file; ``None`` gives the defaults."""
+    """Read and validate a TOML (``.toml``) or JSON (``.json``) file; ``None`` gives the defaults.
+
+    The file is read by the shared :func:`tbcim.configfile.read_config`.
+    """
     if path is None:
         return PricingConfig()
-    file = Path(path)
-    try:
-        text = file.read_text()
-    except OSError as err:
-        raise ConfigError("config", f"cannot read {file}: {err.strerror}") from err
-    try:
-        raw = tomllib.loads(text) if file.suffix.lower() == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError("config", f"{file} is not valid TOML/JSON: {err}") from err
-    return parse_config(raw)
+    return parse_config(read_config(path))
 
 
 def parse_config(raw: Any) -> PricingConfig:
     """Validate a parsed configuration mapping."""
-    table = _table(raw, "config", TOP_KEYS)
+    table = check_table(raw, "", TOP_KEYS)
     scenario = _scenario(table)
     if "servers" not in table:
         if "task" in table:
             raise ConfigError("task", "a task reference needs an explicit [[servers]] list")
         return PricingConfig(scenario=scenario)
-    task = _table(table.get("task"), "task", ("reference",))
+    task = check_table(table.get("task"), "task", ("reference",))
     if "reference" not in task:
         raise ConfigError("task.reference", "an explicit market needs the task's distribution")
     reference = _float_list(task["reference"], "task.reference")
@@ -80,51 +72,17 @@ def parse_config(raw: Any) -> PricingConfig:
 
 
 def _scenario(table: Mapping[str, Any]) -> ScenarioConfig:
-    market = _build(MarketParams, table.get("market"), "market")
-    quality = _build(QualityParams, table.get("quality"), "quality")
-    selection = _build(SelectionRule, table.get("selection"), "selection")
-    raw = _table(table.get("scenario"), "scenario", SCENARIO_FIELDS)
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in SCENARIO_LISTS:
-            values[key] = tuple(float(v) for v in _float_list(value, f"scenario.{key}"))
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"scenario.{key}", f"must be a number, got {value!r}")
-        else:
-            values[key] = value
-    return _construct(
-        ScenarioConfig, "scenario", market=market, quality=quality, selection=selection, **values
+    market = dataclass_from_table(MarketParams, table.get("market"), "market")
+    quality = dataclass_from_table(QualityParams, table.get("quality"), "quality")
+    selection = dataclass_from_table(SelectionRule, table.get("selection"), "selection")
+    return dataclass_from_table(
+        ScenarioConfig,
+        table.get("scenario"),
+        "scenario",
+        market=market,
+        quality=quality,
+        selection=selection,
     )
-
-
-def _build(cls: type, raw: Any, name: str) -> Any:
-    names = tuple(f.name for f in fields(cls))
-    values = _table(raw, name, names)
-    for key, value in values.items():
-        expected = str if key == "rule" else float
-        if expected is float and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise ConfigError(f"{name}.{key}", f"must be a number, got {value!r}")
-        if expected is str and not isinstance(value, str):
-            raise ConfigError(f"{name}.{key}", f"must be a string, got {value!r}")
-    return _construct(cls, name, **values)
-
-
-def _construct(cls: type, name: str, **values: Any) -> Any:
-    try:
-        return cls(**values)
-    except TypeError as err:  # a wrong type deep in a dataclass field
-        raise ConfigError(name, str(err)) from err
-
-
-def _table(raw: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(name, "must be a table/object")
-    for key in raw:
-        if key not in allowed:
-            raise ConfigError(f"{name}.{key}" if name != "config" else key, "unknown key")
-    return raw
 
 
 def _float_list(value: Any, name: str) -> NDArray[np.float64]:
@@ -149,7 +107,7 @@ def _explicit_eds(raw: Any, reference: NDArray[np.float64]) -> EDArrays:
         raise ConfigError("servers", "must be a non-empty list of ESs")
     rows: list[list[dict[str, float]]] = []
     for s, server in enumerate(raw):
-        table = _table(server, f"servers[{s}]", ("eds",))
+        table = check_table(server, f"servers[{s}]", ("eds",))
         ed_list = table.get("eds")
         if not isinstance(ed_list, list) or not ed_list:
             raise ConfigError(f"servers[{s}].eds", "an ES needs a non-empty set of candidate EDs")
@@ -166,7 +124,7 @@ def _explicit_eds(raw: Any, reference: NDArray[np.float64]) -> EDArrays:
 
 
 def _explicit_ed(raw: Any, name: str, reference: NDArray[np.float64]) -> dict[str, float]:
-    ed = _table(raw, name, ED_KEYS)
+    ed = check_table(raw, name, ED_KEYS)
     for key in ED_COST_KEYS:
         if key not in ed:
             raise ConfigError(f"{name}.{key}", "missing")

@@ -14,7 +14,7 @@ prices out some, but not all, of its EMD-selected EDs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -77,11 +77,6 @@ def _positive(name: str, values: tuple[float, ...] | list[float]) -> None:
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise ConfigError(name, f"must be positive and finite, got {list(values)}")
-
-
-SCENARIO_FIELDS = tuple(
-    f.name for f in fields(ScenarioConfig) if f.name not in ("market", "quality", "selection")
-)
 
 
 def draw_reference(rng: np.random.Generator, config: ScenarioConfig, n: int = 1) -> NDArray:

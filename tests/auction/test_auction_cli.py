@@ -113,17 +113,17 @@ def test_train_input_errors(tmp_path: Path, capsys) -> None:
     _fails([*base, "--setting", "single-9"], "unknown setting 'single-9'", capsys)
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepoch = 3\n")
-    _fails([*base, "--setting", "single-3", "--config", str(bad)], "epoch: unknown", capsys)
+    _fails([*base, "--setting", "single-3", "--config", str(bad)], "train.epoch: unknown", capsys)
     bad.write_text("[train]\nlr = -1.0\n")
     _fails(
         [*base, "--setting", "single-3", "--config", str(bad)],
-        "lr: must be a positive finite number",
+        "train.lr: must be a positive finite number",
         capsys,
     )
     bad.write_text('[setting]\nbase = "single-5"\n')
     _fails([*base, "--setting", "single-3", "--config", str(bad)], "setting.base", capsys)
     bad.write_text("[setting]\nvalue = -1.0\n")
-    _fails([*base, "--setting", "single-3", "--config", str(bad)], "value: must be", capsys)
+    _fails([*base, "--setting", "single-3", "--config", str(bad)], "setting.value: must be", capsys)
     _fails([*base, "--setting", "single-3", "--resume"], "resume: needs --checkpoint", capsys)
     assert not out.exists()
 

@@ -234,14 +234,15 @@ def test_unreadable_model_files_are_rejected(tmp_path) -> None:
 def test_bad_train_config_names_the_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError) as err:
         config_from_mapping({field: value}, TrainConfig())
-    assert err.value.field in (field, "train")
+    assert err.value.field == field
 
 
 def test_unknown_preset_and_option() -> None:
     with pytest.raises(ConfigError, match="preset"):
         preset("huge")
-    with pytest.raises(ConfigError, match="unknown training option"):
+    with pytest.raises(ConfigError, match="unknown key") as err:
         config_from_mapping({"epoch": 3}, TrainConfig())
+    assert err.value.field == "epoch"
 
 
 def test_config_file_tables(tmp_path) -> None:
@@ -255,9 +256,9 @@ def test_config_file_tables(tmp_path) -> None:
         "missing.toml": (None, "no such file"),
         "run.yaml": ("a: 1", "use a .toml or .json"),
         "broken.toml": ("[train\n", "cannot parse"),
-        "extra.toml": ("[optimiser]\nlr = 1\n", "only \\[setting\\] and \\[train\\]"),
-        "flat.toml": ("train = 3\n", "must be a table"),
-        "list.json": ("[1, 2]", "expected tables"),
+        "extra.toml": ("[optimiser]\nlr = 1\n", "optimiser: unknown key"),
+        "flat.toml": ("train = 3\n", "train: must be a table"),
+        "list.json": ("[1, 2]", "top level must be a table"),
     }
     for name, (text, message) in cases.items():
         path = tmp_path / name

@@ -162,11 +162,11 @@ def test_label_counts_of_an_ed_with_no_data_are_rejected() -> None:
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "absent.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[market\n")
-    with pytest.raises(ConfigError, match="not valid"):
+    with pytest.raises(ConfigError, match="cannot parse"):
         load_config(bad)
 
 

@@ -8,12 +8,11 @@ and the file overrides it.
 
 from __future__ import annotations
 
-import json
-import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tbcim.configfile import check_table, dataclass_from_table, read_config
 from tbcim.errors import ConfigError
 
 
@@ -174,15 +173,15 @@ def preset(name: str) -> TrainConfig:
 
 
 def config_from_mapping(values: dict[str, Any], base: TrainConfig) -> TrainConfig:
-    """``base`` with the fields in ``values`` replaced; unknown keys raise ConfigError."""
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(unknown[0], f"unknown training option; known: {sorted(known)}")
-    try:
-        return replace(base, **values)
-    except TypeError as err:  # a value of the wrong type reaching a comparison
-        raise ConfigError("train", f"invalid value: {err}") from err
+    """``base`` with the fields in ``values`` replaced (a ``[train]`` table, read by the shared
+    :func:`tbcim.configfile.dataclass_from_table`): unknown keys, wrong types and out-of-range
+    values are ConfigErrors naming the field relative to the table (wrap in ``keyed("train")``).
+    """
+    return dataclass_from_table(TrainConfig, values, "", base)
+
+
+#: The tables of a run config file.
+RUN_TABLES = ("setting", "train")
 
 
 def read_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -190,26 +189,10 @@ def read_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
     The file may hold two tables only: ``[setting]`` (overrides of the ``--setting`` base, see
     :func:`tbcim.auction.settings.setting_from_dict`) and ``[train]`` (fields of TrainConfig).
+    Each table's contents are checked by its own parser; this only checks the file's shape.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("config", f"no such file: {path}")
-    if path.suffix not in (".json", ".toml"):
-        raise ConfigError("config", f"{path}: use a .toml or .json file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        values = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError("config", f"{path}: cannot parse: {err}") from err
-    if not isinstance(values, dict):
-        raise ConfigError("config", f"{path}: expected tables [setting] and/or [train]")
-    unknown = sorted(set(values) - {"setting", "train"})
-    if unknown:
-        raise ConfigError(unknown[0], f"{path}: only [setting] and [train] tables are allowed")
-    tables = []
-    for name in ("setting", "train"):
-        table = values.get(name, {})
-        if not isinstance(table, dict):
-            raise ConfigError(name, f"{path}: must be a table")
-        tables.append(table)
-    return tables[0], tables[1]
+    values = check_table(read_config(path), "", RUN_TABLES)
+    return (
+        dict(check_table(values.get("setting"), "setting")),
+        dict(check_table(values.get("train"), "train")),
+    )
