@@ -1,6 +1,8 @@
-"""Writing results: JSON, CSV and PNG, each written atomically (temp file, then rename).
+"""Writing results: JSON, CSV, PNG and torch files, each written atomically (temp file, then
+rename) by the one writer :func:`write_bytes`.
 
-A run that fails half-way never leaves a truncated result behind.
+A run that fails half-way never leaves a truncated result behind. Part of the base layer: imports
+nothing from the project; matplotlib and torch are imported only by the writers that need them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 import numpy as np
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to a temp file in the same folder, then rename it to ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -27,6 +31,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -41,10 +46,8 @@ def _to_jsonable(value: Any) -> Any:
 
 def write_json(path: str | Path, payload: Any) -> Path:
     """Write ``payload`` as indented JSON (numpy arrays and scalars allowed)."""
-    out = Path(path)
     text = json.dumps(payload, indent=2, default=_to_jsonable, allow_nan=False)
-    _atomic_write_bytes(out, (text + "\n").encode())
-    return out
+    return write_bytes(path, (text + "\n").encode())
 
 
 def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
@@ -58,9 +61,7 @@ def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()})
-    out = Path(path)
-    _atomic_write_bytes(out, buffer.getvalue().encode())
-    return out
+    return write_bytes(path, buffer.getvalue().encode())
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 130) -> Path:
@@ -70,9 +71,16 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 130) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    out = Path(path)
-    _atomic_write_bytes(out, buffer.getvalue())
-    return out
+    return write_bytes(path, buffer.getvalue())
+
+
+def save_torch(path: str | Path, payload: Any) -> Path:
+    """``torch.save`` of ``payload`` (a model file or checkpoint), written atomically."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return write_bytes(path, buffer.getvalue())
 
 
 def new_figure(*args: Any, **kwargs: Any) -> Any:

@@ -17,15 +17,12 @@ is paid p_s / z_s, so expected payments equal p and truthfulness holds in expect
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from tbcim.errors import ConfigError
-
-if TYPE_CHECKING:
-    from tbcim.auction.settings import AuctionSetting
 
 Array = NDArray[np.float64]
 
@@ -41,6 +38,26 @@ def as_batch(name: str, values: object) -> Array:
     if not np.all(np.isfinite(array)):
         raise ConfigError(name, "contains NaN or infinite values")
     return array
+
+
+class BidSpace(Protocol):
+    """What the interface reads of an auction setting.
+
+    :class:`tbcim.auction.settings.AuctionSetting` satisfies it; a protocol, so that this module
+    does not import the settings module, which imports this one.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def n_servers(self) -> int: ...
+
+    @property
+    def bid_low(self) -> float: ...
+
+    @property
+    def bid_high(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +113,7 @@ class Profiles:
         """The profiles at ``rows`` (an index array or a slice)."""
         return Profiles(self.bids[rows], self.data_sizes[rows], self.emds[rows])
 
-    def validate(self, setting: AuctionSetting) -> None:
+    def validate(self, setting: BidSpace) -> None:
         """Raise :class:`ConfigError` unless these profiles belong to ``setting``.
 
         Checks the number of edge servers (no broadcasting) and that every bid lies in the bid
@@ -149,7 +166,7 @@ def check_outcome(
     return z_arr, p_arr
 
 
-def check_mechanism_setting(mechanism: Mechanism, setting: AuctionSetting) -> None:
+def check_mechanism_setting(mechanism: Mechanism, setting: BidSpace) -> None:
     """A mechanism that records its setting (``.setting`` or ``.setting_name``) must match."""
     own = getattr(mechanism, "setting", None)
     own_name = getattr(own, "name", None) or getattr(mechanism, "setting_name", None)

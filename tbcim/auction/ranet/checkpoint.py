@@ -8,9 +8,6 @@ normalisation buffers, the training config, seed, selected epoch and per-epoch h
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +18,12 @@ from tbcim.auction.ranet.nets import RANet
 from tbcim.auction.ranet.trainer import TrainResult
 from tbcim.auction.settings import AuctionSetting, setting_from_dict
 from tbcim.errors import ConfigError
+from tbcim.results import save_torch
 
 MODEL_FORMAT = "tbcim-ranet-model/1"
 
-
-def atomic_torch_save(path: str | Path, payload: Any) -> Path:
-    """``torch.save`` to a temp file in the same folder, then rename (never half-written)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+#: The old name of :func:`tbcim.results.save_torch` (the one atomic writer), kept for callers.
+atomic_torch_save = save_torch
 
 
 def save_model(
@@ -54,7 +38,7 @@ def save_model(
     train_seconds: float | None = None,
 ) -> Path:
     """Write ``model`` with everything needed to rebuild it (see the module docstring)."""
-    return atomic_torch_save(
+    return save_torch(
         path,
         {
             "format": MODEL_FORMAT,

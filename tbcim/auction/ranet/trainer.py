@@ -41,6 +41,7 @@ from tbcim.auction.ranet.nets import RANet, feature_ranges
 from tbcim.auction.regret import regret_per_profile
 from tbcim.auction.settings import AuctionSetting
 from tbcim.errors import ConfigError
+from tbcim.results import save_torch
 from tbcim.seeding import seed_everything
 
 CHECKPOINT_FORMAT = "tbcim-ranet-checkpoint/1"
@@ -298,10 +299,8 @@ class Trainer:
     # ----- checkpoints (resume a run exactly) -------------------------------------------------
 
     def save_checkpoint(self, path: str | Path) -> None:
-        from tbcim.auction.ranet.checkpoint import atomic_torch_save
-
         assert self.selected is not None
-        atomic_torch_save(
+        save_torch(
             path,
             {
                 "format": CHECKPOINT_FORMAT,
