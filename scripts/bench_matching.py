@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from tbcim.matching.experiments import PAPER_TABLE2, paper_size
 from tbcim.matching.methods import METHODS, run_method
-from tbcim.matching.model import Market
+from tbcim.matching.model import MatchingMarket
 from tbcim.matching.scenario import generate
 from tbcim.results import write_json
 from tbcim.seeding import seed_everything
@@ -30,7 +30,7 @@ from tbcim.seeding import seed_everything
 MACHINE = "2-core CPU, no GPU (shared)"
 
 
-def measure(method: str, markets: list[Market], rng: np.random.Generator) -> dict:
+def measure(method: str, markets: list[MatchingMarket], rng: np.random.Generator) -> dict:
     seconds, revenue = [], []
     for market in markets:
         start = time.perf_counter()

@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 from tqdm import tqdm
 
-from tbcim.lower.market import price_market, server_types
+from tbcim.lower.pricing import price_market, server_types
 from tbcim.lower.scenario import ScenarioConfig, draw_eds, draw_reference
 from tbcim.results import write_json
 

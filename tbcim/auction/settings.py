@@ -4,7 +4,7 @@
   [0, 1]. Myerson's optimum is known (eq. (S1) of ``docs/auction-mechanisms.md``).
 * ``tbcim-S`` (S = 3, 5, 10): multi-winner, U_d = a5·q(D, θ̄) (U2)–(U3). Each ES type
   (cost, d_s, θ_s) is an ES at its lower-level Stackelberg equilibrium
-  (:func:`tbcim.lower.market.server_types`: cost = Σ V_i* + c^b_s). Profiles are drawn iid from a
+  (:func:`tbcim.lower.pricing.server_types`: cost = Σ V_i* + c^b_s). Profiles are drawn iid from a
   fixed pool of ``pool_size`` types built once from ``pool_seed``; the top of the bid space is
   the ``bid_quantile`` quantile of the pool's costs, b̄ (S2), and types costlier than b̄ are
   dropped from the pool (they would not bid under the reserve b̄).
@@ -34,7 +34,7 @@ from tbcim.auction.utility import (
 )
 from tbcim.configfile import check_table, check_types, dataclass_from_table, read_config
 from tbcim.errors import ConfigError
-from tbcim.lower.market import server_types
+from tbcim.lower.pricing import server_types
 from tbcim.lower.quality import QualityParams
 
 Array = NDArray[np.float64]

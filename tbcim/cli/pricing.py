@@ -7,8 +7,8 @@ import argparse
 from tbcim.errors import ConfigError
 from tbcim.lower.config import load_config
 from tbcim.lower.gas import resolve_g_e
-from tbcim.lower.market import price_market
 from tbcim.lower.plot import plot_profit_curves
+from tbcim.lower.pricing import price_market
 from tbcim.lower.report import build_report, format_report
 from tbcim.lower.scenario import draw_eds, draw_reference
 from tbcim.results import write_json

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from tbcim.lower.market import PricedMarket
+from tbcim.lower.pricing import PricedMarket
 from tbcim.lower.scenario import ScenarioConfig
 from tbcim.lower.stackelberg import evaluate_leader
 from tbcim.results import new_figure, save_figure

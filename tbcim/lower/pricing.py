@@ -1,4 +1,6 @@
-"""Lower-level markets end to end: draw ESs, select their EDs (Algorithm 2), price them (33)–(37).
+"""Lower-level pricing end to end: draw ESs, select their EDs (Algorithm 2), price them (33)–(37).
+
+(Formerly ``tbcim.lower.market``; the word "market" is kept for the whole ``tbcim.market``.)
 
 :func:`server_types` is the interface to the upper level (RANet): the types of n independent ESs
 at their Stackelberg equilibria.

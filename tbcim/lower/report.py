@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tbcim.lower.market import PricedMarket
+from tbcim.lower.pricing import PricedMarket
 from tbcim.lower.scenario import ScenarioConfig
 
 

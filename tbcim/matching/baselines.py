@@ -15,10 +15,12 @@ from __future__ import annotations
 import numpy as np
 
 from tbcim.matching.greedy import greedy_positions, positions_to_triples, sort_triples
-from tbcim.matching.model import IntArray, Market, Matching, make_matching
+from tbcim.matching.model import IntArray, Matching, MatchingMarket, make_matching
 
 
-def _sequential_random(market: Market, buyer_order: IntArray, rng: np.random.Generator) -> Matching:
+def _sequential_random(
+    market: MatchingMarket, buyer_order: IntArray, rng: np.random.Generator
+) -> Matching:
     feasible = market.preferences >= 0
     _, M, N = market.shape
     free_m, free_n = np.ones(M, dtype=bool), np.ones(N, dtype=bool)
@@ -33,18 +35,18 @@ def _sequential_random(market: Market, buyer_order: IntArray, rng: np.random.Gen
     return make_matching(chosen, market)
 
 
-def hvpm(market: Market, rng: np.random.Generator) -> Matching:
+def hvpm(market: MatchingMarket, rng: np.random.Generator) -> Matching:
     """High Valuation Preferred Method."""
     order = np.argsort(-market.valuations, kind="stable")
     return _sequential_random(market, order, rng)
 
 
-def rsbm(market: Market, rng: np.random.Generator) -> Matching:
+def rsbm(market: MatchingMarket, rng: np.random.Generator) -> Matching:
     """Random Sampling-Based Method."""
     return _sequential_random(market, rng.permutation(market.shape[0]), rng)
 
 
-def lcpm(market: Market, rng: np.random.Generator | None = None) -> Matching:
+def lcpm(market: MatchingMarket, rng: np.random.Generator | None = None) -> Matching:
     """Low Cost Preferred Method (deterministic; ``rng`` is accepted for a uniform signature)."""
     triples = sort_triples(market.preferences, priority=-market.joint_bids)
     return make_matching(positions_to_triples(triples, greedy_positions(triples)), market)

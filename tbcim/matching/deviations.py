@@ -10,13 +10,13 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from tbcim.matching.model import Market, Outcome, SellerRef
+from tbcim.matching.model import MatchingMarket, Outcome, SellerRef
 
-Mechanism = Callable[[Market], Outcome]
+Mechanism = Callable[[MatchingMarket], Outcome]
 _HUGE_FACTOR = 10.0
 
 
-def pair_utility(outcome: Outcome, true_market: Market, data: int, uav: int) -> float:
+def pair_utility(outcome: Outcome, true_market: MatchingMarket, data: int, uav: int) -> float:
     """Utility of the pair (data, uav) summed over its trades (it trades at most once)."""
     t = outcome.matching.triples
     rows = np.flatnonzero((t[:, 1] == data) & (t[:, 2] == uav))
@@ -25,7 +25,10 @@ def pair_utility(outcome: Outcome, true_market: Market, data: int, uav: int) -> 
 
 
 def sweep_joint_bid(
-    mechanism: Mechanism, true_market: Market, triple: tuple[int, int, int], grid: Iterable[float]
+    mechanism: Mechanism,
+    true_market: MatchingMarket,
+    triple: tuple[int, int, int],
+    grid: Iterable[float],
 ) -> list[dict[str, float]]:
     """Rows (joint_bid, won, pair_utility) when the pair of ``triple`` reports each joint bid."""
     buyer, m, n = triple
@@ -45,7 +48,7 @@ def sweep_joint_bid(
 
 def sweep_seller_bid(
     mechanism: Mechanism,
-    true_market: Market,
+    true_market: MatchingMarket,
     buyer: int,
     movers: list[tuple[SellerRef, float]],
     shifts: Iterable[float],
@@ -77,7 +80,7 @@ def sweep_seller_bid(
     return rows
 
 
-def single_minded(market: Market, triple: tuple[int, int, int], who: str) -> Market:
+def single_minded(market: MatchingMarket, triple: tuple[int, int, int], who: str) -> MatchingMarket:
     """``market`` where the pair (``who`` = "pair") or one seller ("data"/"uav") of ``triple``
     can serve only that triple's buyer: its bids to every other buyer exceed their valuations.
 
@@ -94,4 +97,4 @@ def single_minded(market: Market, triple: tuple[int, int, int], who: str) -> Mar
         data[others, m] = huge
     else:
         uav[others, :, n] = huge
-    return Market(market.valuations, data, uav)
+    return MatchingMarket(market.valuations, data, uav)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from tbcim.matching.deviations import sweep_seller_bid
 from tbcim.matching.methods import METHODS, run_method
-from tbcim.matching.model import Market, Outcome, SellerRef
+from tbcim.matching.model import MatchingMarket, Outcome, SellerRef
 from tbcim.matching.opt import opt
 from tbcim.matching.scenario import generate
 from tbcim.matching.subopt import subopt
@@ -77,7 +77,7 @@ def label_of(size: Size) -> str:
     return f"{size[0]}/{size[2]}/{size[1]}"
 
 
-def _markets(rng: np.random.Generator, size: Size, count: int) -> list[Market]:
+def _markets(rng: np.random.Generator, size: Size, count: int) -> list[MatchingMarket]:
     return [generate(*size, rng) for _ in range(count)]
 
 
@@ -202,7 +202,7 @@ def _plot_fig3(rows: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def _winner_rows(market: Market, outcome: Outcome) -> list[dict]:
+def _winner_rows(market: MatchingMarket, outcome: Outcome) -> list[dict]:
     """Table III's columns for each winner (1-based "buyer/UAV/data" labels)."""
     rows = []
     for i, (l_, m, n) in enumerate(outcome.matching.triples.tolist()):
@@ -225,7 +225,7 @@ def _winner_rows(market: Market, outcome: Outcome) -> list[dict]:
     return rows
 
 
-MECHANISMS: dict[str, Callable[[Market], Outcome]] = {
+MECHANISMS: dict[str, Callable[[MatchingMarket], Outcome]] = {
     "Subopt critical + proportional split": subopt,
     "Subopt critical + critical split": functools.partial(subopt, split="critical"),
     "Subopt paper (25) + proportional split": functools.partial(subopt, payment="paper"),

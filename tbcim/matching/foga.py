@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tbcim.errors import ConfigError
-from tbcim.matching.model import FloatArray, IntArray, Market, Matching, make_matching
+from tbcim.matching.model import FloatArray, IntArray, Matching, MatchingMarket, make_matching
 
 _EPS = 1e-12
 
@@ -91,7 +91,9 @@ def _local_search(prefs: FloatArray, ind: Individual, k: int) -> Individual:
     return perms[0], perms[1], perms[2]
 
 
-def foga(market: Market, rng: np.random.Generator, params: FogaParams = FogaParams()) -> Matching:
+def foga(
+    market: MatchingMarket, rng: np.random.Generator, params: FogaParams = FogaParams()
+) -> Matching:
     """Best matching found by the GA (deterministic for a given generator state)."""
     prefs = market.preferences
     shape = market.shape

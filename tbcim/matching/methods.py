@@ -7,7 +7,7 @@ import numpy as np
 from tbcim.errors import ConfigError
 from tbcim.matching.baselines import hvpm, lcpm, rsbm
 from tbcim.matching.foga import foga
-from tbcim.matching.model import Market, Matching, make_matching
+from tbcim.matching.model import Matching, MatchingMarket, make_matching
 from tbcim.matching.opt import opt, solve_assignment
 from tbcim.matching.subopt import subopt
 
@@ -15,7 +15,7 @@ METHODS = ("Opt", "Subopt", "FOGA", "HVPM", "LCPM", "RSBM")
 
 
 def run_method(
-    name: str, market: Market, rng: np.random.Generator, payments: bool = True
+    name: str, market: MatchingMarket, rng: np.random.Generator, payments: bool = True
 ) -> Matching:
     """The matching of method ``name``; Opt and Subopt also compute their payments when
     ``payments`` is set (as timed in Table II), otherwise Opt only solves the MILP."""

@@ -40,7 +40,7 @@ def _checked(name: str, values: object, ndim: int) -> FloatArray:
 
 
 @dataclass(frozen=True)
-class Market:
+class MatchingMarket:
     """Reported bids and buyer valuations, validated on construction (errors name the field)."""
 
     valuations: FloatArray
@@ -79,7 +79,7 @@ class Market:
         """R_{l,m,n} = v_l − J_{l,m,n} (22), shape (L, M, N)."""
         return self.valuations[:, None, None] - self.joint_bids
 
-    def with_joint_bid(self, triple: tuple[int, int, int], joint_bid: float) -> Market:
+    def with_joint_bid(self, triple: tuple[int, int, int], joint_bid: float) -> MatchingMarket:
         """The market where the pair of ``triple`` reports ``joint_bid`` to its buyer.
 
         The change is put on the UAV bid of that one triple (the data bid is shared with the
@@ -91,7 +91,7 @@ class Market:
         uav[buyer, m, n] = joint_bid - self.data_bids[buyer, m]
         return _unchecked_market(self.valuations, self.data_bids, uav)
 
-    def with_seller_shift(self, seller: SellerRef, buyer: int, shift: float) -> Market:
+    def with_seller_shift(self, seller: SellerRef, buyer: int, shift: float) -> MatchingMarket:
         """The market where ``seller`` adds ``shift`` to all of its bids to ``buyer``.
 
         For a data-seller m this changes data_bids[l, m] (its single bid to that buyer);
@@ -105,9 +105,9 @@ class Market:
         return _unchecked_market(self.valuations, data, uav)
 
 
-def _unchecked_market(valuations: FloatArray, data: FloatArray, uav: FloatArray) -> Market:
-    """Build a Market for what-if deviations (bids may go negative); shapes are already valid."""
-    market = object.__new__(Market)
+def _unchecked_market(valuations: FloatArray, data: FloatArray, uav: FloatArray) -> MatchingMarket:
+    """A MatchingMarket for what-if deviations (bids may go negative); shapes are already valid."""
+    market = object.__new__(MatchingMarket)
     object.__setattr__(market, "valuations", valuations)
     object.__setattr__(market, "data_bids", data)
     object.__setattr__(market, "uav_bids", uav)
@@ -146,7 +146,9 @@ class Matching:
         return None if rows.size == 0 else (int(rows[0, 1]), int(rows[0, 2]))
 
 
-def make_matching(triples: list[tuple[int, int, int]] | IntArray, market: Market) -> Matching:
+def make_matching(
+    triples: list[tuple[int, int, int]] | IntArray, market: MatchingMarket
+) -> Matching:
     """A Matching from winning triples, sorted by buyer; revenue recomputed exactly from R."""
     rows = np.asarray(triples, dtype=np.int64).reshape(-1, 3)
     rows = rows[np.argsort(rows[:, 0], kind="stable")]
@@ -169,12 +171,12 @@ class Outcome:
     uav_payments: FloatArray
     details: dict[str, object] = field(default_factory=dict)
 
-    def pair_utilities(self, true_market: Market) -> FloatArray:
+    def pair_utilities(self, true_market: MatchingMarket) -> FloatArray:
         """U = P − J(true costs) for each winning pair (27)."""
         t = self.matching.triples
         return self.pair_payments - true_market.joint_bids[t[:, 0], t[:, 1], t[:, 2]]
 
-    def seller_utility(self, seller: SellerRef, true_market: Market) -> float:
+    def seller_utility(self, seller: SellerRef, true_market: MatchingMarket) -> float:
         """Payment received minus the true cost of what the seller sold (0 if it sold nothing)."""
         t = self.matching.triples
         if seller.kind == "data":

@@ -27,7 +27,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_array
 
 from tbcim.errors import ConfigError, TbcimError
-from tbcim.matching.model import FloatArray, IntArray, Market, Outcome, make_matching
+from tbcim.matching.model import FloatArray, IntArray, MatchingMarket, Outcome, make_matching
 from tbcim.matching.splits import proportional_split
 
 SPLITS = ("proportional", "vcg_seller")
@@ -72,7 +72,7 @@ def _clarke_margin(preferences: FloatArray, best: float, removed: np.ndarray) ->
     return max(0.0, round(best - without, _DIGITS))
 
 
-def opt(market: Market, split: str = "proportional") -> Outcome:
+def opt(market: MatchingMarket, split: str = "proportional") -> Outcome:
     """Optimal matching with pair-level VCG payments, split as ``split`` says."""
     if split not in SPLITS:
         raise ConfigError("split", f"must be one of {SPLITS}, got {split!r}")

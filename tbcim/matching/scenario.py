@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tbcim.errors import ConfigError
-from tbcim.matching.model import Market
+from tbcim.matching.model import MatchingMarket
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def generate(
     uav_sellers: int,
     rng: np.random.Generator,
     config: ScenarioConfig = ScenarioConfig(),
-) -> Market:
+) -> MatchingMarket:
     """A truthful market (bids = costs) of the given size drawn from ``config``."""
     L = _count("buyers", buyers)
     M = _count("data_sellers", data_sellers)
@@ -79,4 +79,4 @@ def generate(
     model = rng.uniform(*c.model_size, size=L)
     rate = rng.uniform(*c.link_rate, size=(M, N))
     uav_cost = c.flight_weight * flying[None, None, :] + model[:, None, None] / rate[None, :, :]
-    return Market(valuations=valuations, data_bids=data_cost, uav_bids=uav_cost)
+    return MatchingMarket(valuations=valuations, data_bids=data_cost, uav_bids=uav_cost)

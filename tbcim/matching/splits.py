@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tbcim.matching.model import FloatArray, IntArray, Market
+from tbcim.matching.model import FloatArray, IntArray, MatchingMarket
 
 
 def proportional_split(
-    market: Market, triples: IntArray, pair_payments: FloatArray
+    market: MatchingMarket, triples: IntArray, pair_payments: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
     """Per-seller payments (data (M,), UAV (N,)) from pair payments, in proportion to bids."""
     _, M, N = market.shape

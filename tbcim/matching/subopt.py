@@ -37,14 +37,16 @@ from tbcim.matching.greedy import (
     scan,
     sort_triples,
 )
-from tbcim.matching.model import FloatArray, Market, Outcome, make_matching
+from tbcim.matching.model import FloatArray, MatchingMarket, Outcome, make_matching
 from tbcim.matching.splits import proportional_split
 
 PAYMENT_RULES = ("critical", "paper")
 SPLITS = ("proportional", "critical")
 
 
-def subopt(market: Market, payment: str = "critical", split: str = "proportional") -> Outcome:
+def subopt(
+    market: MatchingMarket, payment: str = "critical", split: str = "proportional"
+) -> Outcome:
     """Run Algorithm 2 on ``market``; see the module docstring for ``payment`` and ``split``."""
     if payment not in PAYMENT_RULES:
         raise ConfigError("payment", f"must be one of {PAYMENT_RULES}, got {payment!r}")
@@ -140,7 +142,7 @@ def _group_margin(
 
 
 def _critical_split(
-    market: Market, prefs: FloatArray, triples: SortedTriples, positions: list[int]
+    market: MatchingMarket, prefs: FloatArray, triples: SortedTriples, positions: list[int]
 ) -> tuple[FloatArray, FloatArray]:
     """Pay each winning seller its own critical bid to its buyer (partner's bids fixed)."""
     _, M, N = market.shape

@@ -23,7 +23,7 @@ from tbcim.auction.settings import (
     tbcim_setting,
 )
 from tbcim.errors import ConfigError
-from tbcim.lower.market import server_types
+from tbcim.lower.pricing import server_types
 from tbcim.lower.quality import QualityParams, data_utility
 
 # The optimal buyer utilities quoted in the issue / MODEL-NOTES §2 for S = 1..5.

@@ -1,4 +1,4 @@
-"""Scenario generation, whole markets, and the server_types interface to the upper level."""
+"""Scenario generation, whole priced markets (tbcim.lower.pricing), and server_types."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tbcim.errors import ConfigError
-from tbcim.lower.market import price_market, server_types
 from tbcim.lower.plot import profit_curve
+from tbcim.lower.pricing import price_market, server_types
 from tbcim.lower.scenario import ScenarioConfig, draw_eds, draw_reference
 
 CONFIG = ScenarioConfig()
@@ -103,3 +103,13 @@ def test_profit_curve_peaks_at_the_exact_optimum() -> None:
     curve = profit_curve(market, CONFIG, CONFIG.market.g_e, np.concatenate([grid, sol.price]))
     assert np.all(curve[:, :-6].max(axis=1) <= sol.profit + 1e-12)
     assert np.allclose(np.diag(curve[:, -6:]), sol.profit)
+
+
+def test_the_old_module_name_still_works_with_a_deprecation_warning() -> None:
+    import importlib
+    import sys
+
+    sys.modules.pop("tbcim.lower.market", None)
+    with pytest.warns(DeprecationWarning, match="renamed tbcim.lower.pricing"):
+        old = importlib.import_module("tbcim.lower.market")
+    assert old.price_market is price_market and old.server_types is server_types

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tbcim.matching.model import FloatArray, Market, Outcome, SellerRef
+from tbcim.matching.model import FloatArray, MatchingMarket, Outcome, SellerRef
 
 
 def brute_force_best(prefs: FloatArray) -> float:
@@ -43,11 +43,11 @@ def plain_greedy(prefs: FloatArray) -> set[tuple[int, int, int]]:
     return taken  # type: ignore[return-value]
 
 
-def random_market(seed: int, max_size: int = 3) -> Market:
+def random_market(seed: int, max_size: int = 3) -> MatchingMarket:
     """A small random market with some infeasible triples (R < 0) and unmatched buyers."""
     rng = np.random.default_rng(seed)
     L, M, N = (int(x) for x in rng.integers(1, max_size + 1, size=3))
-    return Market(
+    return MatchingMarket(
         valuations=rng.uniform(0.0, 10.0, size=L),
         data_bids=rng.uniform(0.0, 5.0, size=(L, M)),
         uav_bids=rng.uniform(0.0, 5.0, size=(L, M, N)),
@@ -63,8 +63,8 @@ def bisect_sup(wins: Callable[[float], bool], low: float, high: float, steps: in
 
 
 def best_seller_gain(
-    mechanism: Callable[[Market], Outcome],
-    market: Market,
+    mechanism: Callable[[MatchingMarket], Outcome],
+    market: MatchingMarket,
     triple: tuple[int, int, int],
     kind: str,
     shifts: FloatArray,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tbcim.matching.foga import FogaParams, foga
 from tbcim.matching.methods import METHODS, run_method
-from tbcim.matching.model import Market
+from tbcim.matching.model import MatchingMarket
 from tbcim.matching.opt import opt
 
 from .oracles import brute_force_best, plain_greedy, random_market
@@ -31,14 +31,14 @@ def test_lcpm_is_the_greedy_on_joint_bids() -> None:
     market = random_market(11, max_size=4)
     lcpm = run_method("LCPM", market, np.random.default_rng(0))
     # with equal valuations the greedy on R and on −J coincide
-    flat = Market(np.full(market.shape[0], 10.0), market.data_bids, market.uav_bids)
+    flat = MatchingMarket(np.full(market.shape[0], 10.0), market.data_bids, market.uav_bids)
     taken = run_method("LCPM", flat, np.random.default_rng(0)).triples.tolist()
     assert {tuple(t) for t in taken} == plain_greedy(flat.preferences)
     assert lcpm.revenue <= opt(market).matching.revenue + 1e-9
 
 
 def test_hvpm_serves_the_highest_valuations_first() -> None:
-    market = Market(np.array([1.0, 50.0, 20.0]), np.ones((3, 1)), np.ones((3, 1, 1)))
+    market = MatchingMarket(np.array([1.0, 50.0, 20.0]), np.ones((3, 1)), np.ones((3, 1, 1)))
     matching = run_method("HVPM", market, np.random.default_rng(0))
     assert matching.pair_of(1) == (0, 0) and matching.unmatched_buyers == [0, 2]
 

@@ -1,4 +1,4 @@
-"""Market validation, the scenario generator and every input error path."""
+"""MatchingMarket validation, the scenario generator and every input error path."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from tbcim.errors import ConfigError
 from tbcim.matching.foga import FogaParams
 from tbcim.matching.methods import run_method
-from tbcim.matching.model import Market, SellerRef
+from tbcim.matching.model import MatchingMarket, SellerRef
 from tbcim.matching.opt import opt
 from tbcim.matching.scenario import ScenarioConfig, generate
 from tbcim.matching.subopt import subopt
@@ -25,7 +25,7 @@ GOOD = {
 
 
 def test_preferences_are_valuation_minus_joint_bid() -> None:
-    market = Market(**GOOD)
+    market = MatchingMarket(**GOOD)
     assert market.shape == (2, 3, 4)
     assert market.joint_bids[1, 2, 3] == 2.0
     assert market.preferences[0, 0, 0] == 8.0
@@ -37,7 +37,7 @@ def test_negative_or_non_finite_input_names_the_field(field: str, bad: float) ->
     values = {k: v.copy() for k, v in GOOD.items()}
     values[field].flat[0] = bad
     with pytest.raises(ConfigError, match=field):
-        Market(**values)
+        MatchingMarket(**values)
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_negative_or_non_finite_input_names_the_field(field: str, bad: float) ->
 )
 def test_empty_sets_and_inconsistent_shapes_name_the_field(field: str, change: dict) -> None:
     with pytest.raises(ConfigError, match=field):
-        Market(**{**GOOD, **change})
+        MatchingMarket(**{**GOOD, **change})
 
 
 def test_generated_market_follows_section_vi_a() -> None:
@@ -109,7 +109,7 @@ def test_bad_foga_params_name_the_field(field: str, kwargs: dict) -> None:
 
 
 def test_unknown_rules_name_the_field() -> None:
-    market = Market(**GOOD)
+    market = MatchingMarket(**GOOD)
     with pytest.raises(ConfigError, match="payment"):
         subopt(market, payment="vickrey")
     with pytest.raises(ConfigError, match="split"):
@@ -132,7 +132,7 @@ def test_unknown_rules_name_the_field() -> None:
     ],
 )
 def test_market_without_feasible_pairs_leaves_every_buyer_unmatched(mechanism: Callable) -> None:
-    market = Market(np.array([1.0, 0.5]), np.full((2, 2), 2.0), np.ones((2, 2, 2)))
+    market = MatchingMarket(np.array([1.0, 0.5]), np.full((2, 2), 2.0), np.ones((2, 2, 2)))
     outcome = mechanism(market)
     assert outcome.matching.unmatched_buyers == [0, 1] and outcome.matching.revenue == 0.0
     assert not outcome.data_payments.any() and not outcome.uav_payments.any()

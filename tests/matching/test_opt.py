@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tbcim.matching.deviations import pair_utility, sweep_joint_bid
-from tbcim.matching.model import Market, SellerRef
+from tbcim.matching.model import MatchingMarket, SellerRef
 from tbcim.matching.opt import opt, solve_assignment
 
 from .oracles import best_seller_gain, brute_force_best, random_market
@@ -88,7 +88,7 @@ def test_per_seller_vcg_split_is_truthful_for_each_seller(seed: int, kind: str) 
 
 
 def test_proportional_split_of_vcg_rewards_a_unilateral_overbid() -> None:
-    market = Market(np.array([10.0]), np.array([[2.0]]), np.array([[[2.0]]]))
+    market = MatchingMarket(np.array([10.0]), np.array([[2.0]]), np.array([[[2.0]]]))
     seller = SellerRef("data", 0)
     truthful = opt(market).seller_utility(seller, market)
     lied = opt(market.with_seller_shift(seller, 0, 3.0)).seller_utility(seller, market)

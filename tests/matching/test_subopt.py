@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tbcim.matching.deviations import pair_utility, single_minded, sweep_joint_bid
-from tbcim.matching.model import Market, SellerRef
+from tbcim.matching.model import MatchingMarket, SellerRef
 from tbcim.matching.opt import opt
 from tbcim.matching.scenario import generate
 from tbcim.matching.subopt import subopt
@@ -21,7 +21,7 @@ SEEDS = st.integers(0, 2**32 - 1)
 FAST = settings(max_examples=25, deadline=None)
 
 
-def assert_valid_matching(market: Market, triples: np.ndarray) -> None:
+def assert_valid_matching(market: MatchingMarket, triples: np.ndarray) -> None:
     """Each buyer, data-seller and UAV-seller at most once; every triple has R ≥ 0."""
     for axis in range(3):
         assert len(set(triples[:, axis].tolist())) == len(triples)
@@ -41,7 +41,7 @@ def test_allocation_equals_plain_python_greedy(seed: int) -> None:
 
 def test_allocation_matches_oracle_on_a_large_market_with_ties() -> None:
     market = generate(12, 15, 14, np.random.default_rng(3))
-    rounded = Market(market.valuations.round(0), market.data_bids.round(0), market.uav_bids)
+    rounded = MatchingMarket(market.valuations.round(0), market.data_bids.round(0), market.uav_bids)
     for mk in (market, rounded):
         taken = {tuple(t) for t in subopt(mk).matching.triples.tolist()}
         assert taken == plain_greedy(mk.preferences)
@@ -120,13 +120,15 @@ def test_no_single_minded_pair_gains_by_misreporting_its_joint_bid(seed: int) ->
         assert best <= truthful + 1e-9
 
 
-def _pair_market(joint: dict[tuple[int, int, int], float], valuations: list[float]) -> Market:
+def _pair_market(
+    joint: dict[tuple[int, int, int], float], valuations: list[float]
+) -> MatchingMarket:
     """A market where only the listed triples are feasible, with the given joint bids."""
     L, M, N = (max(t[ax] for t in joint) + 1 for ax in range(3))
     uav = np.full((L, M, N), 100.0)
     for triple, bid in joint.items():
         uav[triple] = bid - 1.0
-    return Market(np.array(valuations), np.ones((L, M)), uav)
+    return MatchingMarket(np.array(valuations), np.ones((L, M)), uav)
 
 
 def test_paper_rule_25_rewards_an_underbid() -> None:
@@ -161,7 +163,7 @@ def test_multi_minded_pair_can_gain_under_the_critical_payment() -> None:
 
 def test_proportional_split_rewards_a_unilateral_overbid() -> None:
     """Corollary 3 fails for line 18: a seller that raises its own bid raises its share."""
-    market = Market(np.array([10.0]), np.array([[2.0]]), np.array([[[2.0]]]))
+    market = MatchingMarket(np.array([10.0]), np.array([[2.0]]), np.array([[[2.0]]]))
     seller = SellerRef("data", 0)
     truthful = subopt(market).seller_utility(seller, market)
     lied = subopt(market.with_seller_shift(seller, 0, 3.0)).seller_utility(seller, market)
@@ -176,7 +178,7 @@ def test_proportional_split_rewards_a_unilateral_overbid() -> None:
 def test_critical_split_can_pay_more_than_the_buyer_values() -> None:
     """Without competition each seller's critical bid is v minus its partner's bid: the two
     together exceed v, so the per-seller truthful split breaks the buyer's IR."""
-    market = Market(np.array([10.0]), np.array([[2.0]]), np.array([[[2.0]]]))
+    market = MatchingMarket(np.array([10.0]), np.array([[2.0]]), np.array([[[2.0]]]))
     outcome = subopt(market, split="critical")
     assert outcome.data_payments[0] == pytest.approx(8.0)
     assert outcome.uav_payments[0] == pytest.approx(8.0)
@@ -195,7 +197,7 @@ def test_critical_split_is_truthful_for_a_single_minded_seller(seed: int, kind: 
 
 def test_unmatched_buyer_is_reported() -> None:
     """A buyer whose every pair has R < 0 stays unmatched and receives nothing."""
-    market = Market(np.array([10.0, 1.0]), np.full((2, 2), 2.0), np.full((2, 2, 2), 1.0))
+    market = MatchingMarket(np.array([10.0, 1.0]), np.full((2, 2), 2.0), np.full((2, 2, 2), 1.0))
     outcome = subopt(market)
     assert outcome.matching.unmatched_buyers == [1]
     assert outcome.matching.pair_of(1) is None
@@ -206,7 +208,7 @@ def test_a_sellers_shared_bid_moves_its_own_competitor_in_pair_level_payments() 
     """A data-seller's bid to a buyer is in all its pairs with that buyer; when its other pair is
     the critical competitor, raising the bid raises the pair's payment one for one (Subopt and
     pair-level VCG alike). Seller-level VCG prices the seller against markets without it."""
-    market = Market(np.array([10.0]), np.array([[1.0]]), np.array([[[1.0, 1.5]]]))
+    market = MatchingMarket(np.array([10.0]), np.array([[1.0]]), np.array([[[1.0, 1.5]]]))
     seller = SellerRef("data", 0)
     lied = market.with_seller_shift(seller, 0, 5.0)
     for mechanism in (subopt, opt):
