@@ -1,0 +1,1 @@
+"""Federated learning for TBCIM (section II-A, V): data, partitions, models, clients, attacks."""

@@ -1,0 +1,93 @@
+"""FedAvg rounds in numpy, with no chain: the reference the on-chain loop is checked against.
+
+    w_{t+1} = w_t + Σ_k n_k Δ_k / Σ_k n_k          (FedAvg, weighted by data size d_k)
+
+:func:`run_offchain` drives a task's clients in-process: every participating ED computes its
+honest delta from the current global model; attackers then turn theirs into their submission
+(a copier reads the honest EDs' current updates); :func:`~tbcim.fl.client.screen_updates`
+sets malformed updates aside; the rest are averaged. There is **no verification** here (that is
+the contract's job), so this is the "no defence" baseline and, without attackers, the off-chain
+"Ideal" of Fig. 11.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from tbcim.errors import ConfigError
+from tbcim.fl.client import screen_updates
+from tbcim.fl.task import FLTask
+
+Vector = NDArray[np.float64]
+
+
+def fedavg(
+    global_params: ArrayLike, updates: Mapping[int, ArrayLike], weights: Mapping[int, float]
+) -> Vector:
+    """w + Σ n_k Δ_k / Σ n_k over the EDs in ``updates`` (each needs a positive weight)."""
+    w = np.asarray(global_params, dtype=np.float64)
+    if not updates:
+        raise ConfigError("updates", "FedAvg needs at least one update")
+    missing = [ed for ed in updates if ed not in weights]
+    if missing:
+        raise ConfigError("weights", f"no data size for ED(s) {missing}")
+    n = np.array([float(weights[ed]) for ed in updates])
+    if np.any(~np.isfinite(n)) or np.any(n <= 0):
+        raise ConfigError("weights", "data sizes must be positive and finite")
+    stacked = np.stack([np.asarray(u, dtype=np.float64) for u in updates.values()])
+    if stacked.shape[1:] != w.shape:
+        raise ConfigError(
+            "updates", f"shape {stacked.shape[1:]} does not match the model {w.shape}"
+        )
+    return w + (n[:, None] * stacked).sum(axis=0) / n.sum()
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One off-chain round: the task accuracy/loss after it and who was averaged or set aside."""
+
+    round: int
+    accuracy: float
+    loss: float
+    averaged: tuple[int, ...]
+    rejected: dict[int, str]
+
+
+def submissions(
+    task: FLTask, params: Vector, round: int, participants: Collection[int]
+) -> dict[int, Vector]:
+    """Every participant's submission this round (attackers' after their attack)."""
+    honest = {ed: task.clients[ed].local_update(params, round) for ed in sorted(participants)}
+    peers = {ed: u for ed, u in honest.items() if ed not in task.adversaries}
+    return {
+        ed: task.adversaries[ed].submit(round, u, peers) if ed in task.adversaries else u
+        for ed, u in honest.items()
+    }
+
+
+def run_offchain(
+    task: FLTask,
+    rounds: int,
+    participants: Collection[int] | None = None,
+    params: Vector | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
+) -> tuple[Vector, list[RoundRecord]]:
+    """``rounds`` FedAvg rounds from ``params`` (default: the task's initial model)."""
+    eds = range(len(task.clients)) if participants is None else participants
+    w = task.initial_params.copy() if params is None else np.asarray(params, dtype=np.float64)
+    sizes = {ed: float(task.clients[ed].data_size) for ed in eds}
+    records = []
+    for r in range(rounds):
+        screened = screen_updates(submissions(task, w, r, eds), task.num_params)
+        if screened.valid:
+            w = fedavg(w, screened.valid, sizes)
+        ev = task.evaluate(w)
+        rec = RoundRecord(r, ev.accuracy, ev.loss, tuple(sorted(screened.valid)), screened.rejected)
+        records.append(rec)
+        if on_round is not None:
+            on_round(rec)
+    return w, records

@@ -1,0 +1,135 @@
+"""One FL task, assembled from an :class:`~tbcim.fl.config.FLConfig` (chain-independent).
+
+:func:`build_task` draws, from independent streams of the config's seed: the task's reference
+distribution P_a (a mixture, section V-A), the task test set that follows P_a, the partition of
+the training split over the EDs, the attacking EDs, and builds one :class:`Client` per ED and an
+:class:`Adversary` per attacker. Everything the lower level reads (label counts → θ (26), data
+sizes) comes from ``task.partition``; :func:`tbcim.fl.partitions.server_table` lays it out in the
+lower level's (S, N) shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tbcim.fl.attacks import Adversary, choose_attackers
+from tbcim.fl.client import Client, LocalTraining
+from tbcim.fl.config import FLConfig
+from tbcim.fl.data import Dataset, load_dataset
+from tbcim.fl.model import (
+    Evaluation,
+    build_model,
+    configure_torch,
+    count_params,
+    evaluate,
+    get_params,
+    set_params,
+    to_tensors,
+)
+from tbcim.fl.partitions import Partition, draw_reference, make_partition, task_test_indices
+from tbcim.fl.streams import ATTACKERS, MODEL_INIT, PARTITION, REFERENCE, TASK_TEST, numpy_rng
+
+Vector = NDArray[np.float64]
+
+
+@dataclass
+class FLTask:
+    """A task's data, clients and adversaries; :meth:`evaluate` scores a global model on it."""
+
+    config: FLConfig
+    dataset: Dataset
+    reference: Vector
+    partition: Partition
+    test_indices: NDArray[np.int64]
+    clients: list[Client]
+    adversaries: dict[int, Adversary]
+    initial_params: Vector
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self._model = build_model(
+            c.model_name, self.dataset.input_shape, self.dataset.n_classes, c.seed
+        )
+        idx = self.test_indices
+        self._x_test, self._y_test = to_tensors(self.dataset.x_test[idx], self.dataset.y_test[idx])
+
+    @property
+    def num_params(self) -> int:
+        return int(self.initial_params.size)
+
+    @property
+    def data_sizes(self) -> NDArray[np.int64]:
+        return self.partition.data_sizes
+
+    def evaluate(self, params: Vector) -> Evaluation:
+        """Loss and accuracy of ``params`` on the task test set (labels follow P_a)."""
+        set_params(self._model, params)
+        return evaluate(self._model, self._x_test, self._y_test)
+
+
+def build_task(config: FLConfig, n_eds: int, dataset: Dataset | None = None) -> FLTask:
+    """Data, reference, task test set, partition, clients and attackers for ``n_eds`` EDs."""
+    c = config
+    configure_torch(c.threads)
+    data = (
+        load_dataset(c.dataset, c.data_dir, c.seed, c.val_fraction, c.test_fraction)
+        if dataset is None
+        else dataset
+    )
+    reference = draw_reference(
+        numpy_rng(REFERENCE, c.seed),
+        data.n_classes,
+        c.task_concentration,
+        c.reference_uniform_weight,
+    )
+    test_idx = task_test_indices(
+        data.y_test, reference, numpy_rng(TASK_TEST, c.seed), data.n_classes
+    )
+    partition = make_partition(
+        c.partition,
+        data.y_train,
+        n_eds,
+        numpy_rng(PARTITION, c.seed),
+        c.alpha,
+        c.min_samples,
+        data.n_classes,
+    )
+    attack_on = c.attack != "none"
+    attackers = (
+        choose_attackers(n_eds, c.attack_fraction, numpy_rng(ATTACKERS, c.seed))
+        if attack_on
+        else np.zeros(0, dtype=np.int64)
+    )
+    training = LocalTraining(c.local_epochs, c.lr, c.batch_size)
+    clients = [
+        Client(
+            ed,
+            data.x_train[idx],
+            data.y_train[idx],
+            c.model_name,
+            data.input_shape,
+            data.n_classes,
+            training,
+            c.seed,
+            attack=c.attack if ed in attackers else "none",
+            attack_start_round=c.attack_start_round,
+        )
+        for ed, idx in enumerate(partition.indices)
+    ]
+    adversaries = {
+        int(ed): Adversary(
+            int(ed), c.attack, c.attack_start_round, c.seed, c.attack_scale, c.copy_noise
+        )
+        for ed in attackers
+    }
+    init = build_model(c.model_name, data.input_shape, data.n_classes, _init_seed(c.seed))
+    params = get_params(init)
+    assert count_params(init) == params.size
+    return FLTask(c, data, reference, partition, test_idx, clients, adversaries, params)
+
+
+def _init_seed(seed: int) -> int:
+    return int(numpy_rng(MODEL_INIT, seed).integers(2**62))
