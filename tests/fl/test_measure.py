@@ -1,0 +1,21 @@
+"""The measurement command behind docs/fl.md runs end to end on a tiny setting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tbcim.fl.measure import main
+
+
+def test_measure_writes_its_json(tmp_path: Path) -> None:
+    cfg = tmp_path / "fl.toml"
+    cfg.write_text("[fl]\nlr = 0.1\nlocal_epochs = 1\nmin_samples = 20\n")
+    out = tmp_path / "m.json"
+    main(["--config", str(cfg), "--n-eds", "4", "--rounds", "2", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["num_params"] == 2410 and result["chain_words"] == 151
+    assert len(result["per_round"]) == 2 and len(result["central_accuracy"]) == 2
+    assert result["config"]["lr"] == 0.1 and sum(result["data_sizes"]) > 0
+    shares = result["per_round"][0]["below_half_step"]
+    assert set(shares) == {"8", "10", "12"} and shares["8"] >= shares["12"]
