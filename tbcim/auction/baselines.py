@@ -27,7 +27,7 @@ from tbcim.auction.mechanism import Mechanism, Profiles
 from tbcim.auction.myerson import Myerson
 from tbcim.auction.settings import AuctionSetting
 from tbcim.auction.utility import MAX_ENUMERATED_SERVERS
-from tbcim.auction.vcg import VCG, lowest_bid_wins, unit_value_setting
+from tbcim.auction.vcg import VCG, CappedVCG, lowest_bid_wins, unit_value_setting
 
 Array = NDArray[np.float64]
 
@@ -117,5 +117,7 @@ def get_baselines(setting: AuctionSetting) -> list[Mechanism]:
         mechanisms.append(Myerson(setting))
     if not setting.multi_winner or setting.n_servers <= MAX_ENUMERATED_SERVERS:
         mechanisms.append(VCG(setting))
+        if setting.multi_winner:  # single winner: (V1) already has the reserve min(V, b̄)
+            mechanisms.append(CappedVCG(setting))
     mechanisms.extend([Greedy(setting), RandomMechanism(setting), NoIncentive(setting)])
     return mechanisms

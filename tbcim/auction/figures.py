@@ -21,6 +21,7 @@ import numpy as np
 from tbcim.auction.mechanism import Profiles
 from tbcim.auction.ranet.evaluation import held_out_profiles
 from tbcim.auction.ranet.nets import RANet
+from tbcim.auction.ranet_exact.nets import ExactRANet
 from tbcim.auction.regret import MONOTONE_TOL
 from tbcim.errors import ConfigError
 from tbcim.results import new_figure, save_figure, write_csv, write_json
@@ -94,7 +95,7 @@ def plot_training(
 
 
 def bid_response(
-    model: RANet,
+    model: RANet | ExactRANet,
     server: int = 0,
     cost: float | None = None,
     samples: int = 2_000,

@@ -124,3 +124,22 @@ class VCG:
             z[rows] = masks[best]
             p[rows] = z[rows] * (bids + best_welfare[:, None] - welfare_without)
         return z, p
+
+
+class CappedVCG(VCG):
+    """VCG with a reserve at the top of the bid space b̄ (issue 12): each winner is paid
+
+        p_s = z_s·min(b_s + W(T*) − max_{T∌s} W(T), b̄).                                 (V4)
+
+    Clarke's payment (V3) is the critical bid of a welfare-maximising allocation; when it exceeds
+    b̄ the ES wins at every bid in V_s = [b_low, b̄], and the threshold payment over V_s is b̄. So
+    (V4) is VCG's allocation with the threshold payment restricted to the bid space: truthful and
+    IR on V_s, as RANet's payments are, which are capped at b̄ too. Single winner: (V1) already
+    has the reserve min(V, b̄), so the cap changes nothing there.
+    """
+
+    name = "capped-vcg"
+
+    def outcome(self, profiles: Profiles) -> tuple[Array, Array]:
+        z, p = super().outcome(profiles)
+        return z, np.minimum(p, z * self.setting.bid_high)

@@ -1,10 +1,12 @@
 """`tbcim auction`: train, evaluate and plot RANet, the learned reverse auction (section III).
 
-    tbcim auction train --setting NAME [--config FILE] [--seed N] [--preset quick|paper|smoke]
-                        --out MODEL [--checkpoint FILE [--resume]]
+    tbcim auction train --setting NAME [--mechanism ranet|ranet-exact] [--config FILE] [--seed N]
+                        [--preset quick|paper|smoke] --out MODEL [--checkpoint FILE [--resume]]
     tbcim auction eval  --model MODEL [--samples N] [--seed N] [--setting NAME] --json OUT
     tbcim auction plot training --model MODEL [--model MODEL ...] --out FIG6.png
     tbcim auction plot bids --model MODEL [--server S] [--cost C] [--samples N] --out FIG7.png
+
+``eval`` and ``plot bids`` read a model file of either learner (``tbcim.auction.registry``).
 
 Everything the user gives is validated before any training or evaluation starts.
 """
@@ -15,9 +17,17 @@ import argparse
 import json
 
 from tbcim.auction.figures import bid_response, plot_bid_response, plot_training
-from tbcim.auction.ranet import load_model, preset, read_config_file, save_result, train
-from tbcim.auction.ranet.config import PRESETS, config_from_mapping
-from tbcim.auction.ranet.evaluation import evaluate_ranet
+from tbcim.auction.ranet import load_model, read_config_file
+from tbcim.auction.ranet.config import PRESETS
+from tbcim.auction.ranet_exact import EXACT_PRESETS
+from tbcim.auction.registry import (
+    LEARNED,
+    evaluate_learned,
+    load_learned,
+    save_learned,
+    train_learned,
+    training_config,
+)
 from tbcim.auction.settings import SETTING_NAMES, get_setting, setting_from_dict
 from tbcim.configfile import keyed
 from tbcim.errors import ConfigError
@@ -33,7 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr = commands.add_parser("train", help="train RANet (Algorithm 1) and save the mechanism")
     tr.add_argument("--setting", required=True, help=f"base setting, one of {SETTING_NAMES}")
     tr.add_argument("--config", help="TOML/JSON with optional [setting] and [train] tables")
-    tr.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    tr.add_argument(
+        "--mechanism", default="ranet", choices=LEARNED, help="learner (default: ranet)"
+    )
+    tr.add_argument("--preset", default="quick", choices=sorted(set(PRESETS) | set(EXACT_PRESETS)))
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", required=True, help="model file to write")
     tr.add_argument("--checkpoint", help="training checkpoint written after every epoch")
@@ -82,12 +95,22 @@ def _train(args: argparse.Namespace) -> int:
     with keyed("setting"):
         setting = setting_from_dict(spec)
     with keyed("train"):
-        config = config_from_mapping(train_options, preset(args.preset))
+        config = training_config(args.mechanism, train_options, args.preset)
     if args.resume and not args.checkpoint:
         raise ConfigError("resume", "needs --checkpoint")
-    print(f"training RANet on {setting.name} ({args.preset} preset, seed {args.seed}): {config}")
-    result = train(setting, config, args.seed, checkpoint_path=args.checkpoint, resume=args.resume)
-    save_result(args.out, result, spec)
+    print(
+        f"training {args.mechanism} on {setting.name} ({args.preset} preset, seed {args.seed}): "
+        f"{config}"
+    )
+    result = train_learned(
+        args.mechanism,
+        setting,
+        config,
+        args.seed,
+        checkpoint_path=args.checkpoint,
+        resume=args.resume,
+    )
+    save_learned(args.out, result, spec)
     print(
         f"saved {args.out} (epoch {result.selected_epoch} selected, "
         f"{result.train_seconds:.0f} s of training)"
@@ -97,8 +120,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     _positive("samples", args.samples)
-    model, meta = load_model(args.model, get_setting(args.setting) if args.setting else None)
-    result = evaluate_ranet(
+    model, meta = load_learned(args.model, get_setting(args.setting) if args.setting else None)
+    result = evaluate_learned(
         model,
         args.samples,
         args.seed,
@@ -133,7 +156,7 @@ def _plot_training(args: argparse.Namespace) -> int:
 
 def _plot_bids(args: argparse.Namespace) -> int:
     _positive("samples", args.samples)
-    model, _ = load_model(args.model)
+    model, _ = load_learned(args.model)
     rows, summary = bid_response(
         model, args.server, args.cost, args.samples, args.points, args.seed
     )

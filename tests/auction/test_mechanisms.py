@@ -284,7 +284,13 @@ def test_get_baselines_per_setting(single3, tbcim3) -> None:
         "random",
         "no-incentive",
     ]
-    assert [m.name for m in get_baselines(tbcim3)] == ["vcg", "greedy", "random", "no-incentive"]
+    assert [m.name for m in get_baselines(tbcim3)] == [
+        "vcg",
+        "capped-vcg",
+        "greedy",
+        "random",
+        "no-incentive",
+    ]
     assert all(isinstance(m, Mechanism) for m in get_baselines(tbcim3))
 
 
