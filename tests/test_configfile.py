@@ -231,7 +231,7 @@ def test_cli_config_errors_name_the_dotted_key(
 ) -> None:
     config = _write(tmp_path / "bad.toml", body)
     out = tmp_path / "never"
-    tail = ["--json", str(out)] if argv[0] == "pricing" else ["--out", str(out)]
+    tail = ["--json", str(out)] if argv[0] == "pricing" else ["--model", str(out)]
     assert main([*argv, "--config", str(config), *tail]) == 2
     err = capsys.readouterr().err
     assert message in err, err

@@ -1,10 +1,10 @@
 """`tbcim auction`: train, evaluate and plot RANet, the learned reverse auction (section III).
 
     tbcim auction train --setting NAME [--mechanism ranet|ranet-exact] [--config FILE] [--seed N]
-                        [--preset quick|paper|smoke] --out MODEL [--checkpoint FILE [--resume]]
+                        [--preset quick|paper|smoke] --model MODEL [--checkpoint FILE [--resume]]
     tbcim auction eval  --model MODEL [--samples N] [--seed N] [--setting NAME] --json OUT
-    tbcim auction plot training --model MODEL [--model MODEL ...] --out FIG6.png
-    tbcim auction plot bids --model MODEL [--server S] [--cost C] [--samples N] --out FIG7.png
+    tbcim auction plot training --model MODEL [--model MODEL ...] --png FIG6.png
+    tbcim auction plot bids --model MODEL [--server S] [--cost C] [--samples N] --png FIG7.png
 
 ``eval`` and ``plot bids`` read a model file of either learner (``tbcim.auction.registry``).
 
@@ -29,6 +29,7 @@ from tbcim.auction.registry import (
     training_config,
 )
 from tbcim.auction.settings import SETTING_NAMES, get_setting, setting_from_dict
+from tbcim.cli.flags import output_file
 from tbcim.configfile import keyed
 from tbcim.errors import ConfigError
 from tbcim.results import write_json
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     tr.add_argument("--preset", default="quick", choices=sorted(set(PRESETS) | set(EXACT_PRESETS)))
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--out", required=True, help="model file to write")
+    output_file(tr, "--model", "model file to write", required=True, old="--out")
     tr.add_argument("--checkpoint", help="training checkpoint written after every epoch")
     tr.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     tr.set_defaults(handler=_train)
@@ -68,11 +69,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     figures = plot.add_subparsers(dest="figure", required=True)
     f6 = figures.add_parser("training", help="Fig. 6: buyer utility and regret over training")
     f6.add_argument("--model", required=True, action="append", help="repeat for several models")
-    f6.add_argument("--out", required=True, help="PNG to write (CSV beside it)")
+    output_file(f6, "--png", "PNG to write (its CSV beside it)", required=True, old="--out")
     f6.set_defaults(handler=_plot_training)
     f7 = figures.add_parser("bids", help="Fig. 7: win probability and utility against the bid")
     f7.add_argument("--model", required=True)
-    f7.add_argument("--out", required=True, help="PNG to write (CSV and JSON beside it)")
+    output_file(f7, "--png", "PNG to write (CSV and JSON beside it)", required=True, old="--out")
     f7.add_argument("--server", type=int, default=0, help="index of the ES that varies its bid")
     f7.add_argument("--cost", type=float, help="its true cost (default: a quarter up the range)")
     f7.add_argument("--samples", type=int, default=2_000, help="profiles of the other ESs")
@@ -110,9 +111,9 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint_path=args.checkpoint,
         resume=args.resume,
     )
-    save_learned(args.out, result, spec)
+    save_learned(args.model, result, spec)
     print(
-        f"saved {args.out} (epoch {result.selected_epoch} selected, "
+        f"saved {args.model} (epoch {result.selected_epoch} selected, "
         f"{result.train_seconds:.0f} s of training)"
     )
     return 0
@@ -149,7 +150,7 @@ def _plot_training(args: argparse.Namespace) -> int:
         histories[label] = meta["history"]
         optimum[label] = model.setting.optimal_buyer_utility
         selected[label] = meta["selected_epoch"]
-    png, csv = plot_training(histories, args.out, optimum, selected)
+    png, csv = plot_training(histories, args.png, optimum, selected)
     print(f"wrote {png} and {csv}")
     return 0
 
@@ -160,7 +161,7 @@ def _plot_bids(args: argparse.Namespace) -> int:
     rows, summary = bid_response(
         model, args.server, args.cost, args.samples, args.points, args.seed
     )
-    png, csv, summary_path = plot_bid_response(rows, summary, args.out)
+    png, csv, summary_path = plot_bid_response(rows, summary, args.png)
     print(
         f"utility peaks at bid {summary['bid_at_max_utility']:.4g} (cost {summary['cost']:.4g}); "
         f"win probability non-increasing: {summary['win_probability_non_increasing']}; "

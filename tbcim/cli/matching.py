@@ -1,6 +1,6 @@
 """`tbcim matching`: the second paper's FL service market (Opt, Subopt and the baselines).
 
-tbcim matching run --buyers 8 --data-sellers 12 --uav-sellers 10 --method subopt --out DIR
+tbcim matching run --buyers 8 --data-sellers 12 --uav-sellers 10 --method subopt --json FILE
 tbcim matching experiment table2|fig3|fig4|fig5|all --out DIR --seed 0 [--instances K]
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tbcim.cli.flags import output_file
 from tbcim.errors import ConfigError
 from tbcim.matching.experiments import EXPERIMENTS
 from tbcim.matching.methods import METHODS, run_method
@@ -19,6 +20,9 @@ from tbcim.matching.subopt import PAYMENT_RULES, subopt
 from tbcim.matching.subopt import SPLITS as SUBOPT_SPLITS
 from tbcim.results import write_json
 from tbcim.seeding import seed_everything
+
+#: The file that the deprecated ``matching run --out DIR`` wrote into DIR.
+RUN_FILE = "matching_run.json"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--split", choices=sorted({*OPT_SPLITS, *SUBOPT_SPLITS}), default="proportional"
     )
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--out", type=Path, required=True)
+    output_file(
+        run,
+        "--json",
+        "result JSON to write",
+        required=True,
+        old="--out",
+        convert_old=lambda folder: str(Path(folder) / RUN_FILE),
+    )
     run.set_defaults(handler=_run)
     exp = sub.add_parser("experiment", help="reproduce Table II, Fig. 3, Fig. 4/Table III, Fig. 5")
     exp.add_argument("name", choices=[*EXPERIMENTS, "all"])
@@ -81,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         revenue=matching.revenue,
         unmatched_buyers=matching.unmatched_buyers,
     )
-    path = write_json(args.out / "matching_run.json", payload)
+    path = write_json(args.json, payload)
     print(
         f"{method}: {len(matching.triples)} winners, revenue {matching.revenue:.4f}, "
         f"unmatched buyers {matching.unmatched_buyers} -> {path}"

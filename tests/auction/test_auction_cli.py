@@ -41,7 +41,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config.write_text(TINY_TRAIN)
     out = folder / "single3.pt"
     argv = ["auction", "train", "--setting", "single-3", "--config", str(config)]
-    assert main([*argv, "--seed", "1", "--out", str(out)]) == 0
+    assert main([*argv, "--seed", "1", "--model", str(out)]) == 0
     return out
 
 
@@ -71,7 +71,7 @@ def test_train_with_setting_overrides_and_checkpoint(tmp_path: Path) -> None:
         "tbcim-3",
         "--config",
         str(config),
-        "--out",
+        "--model",
         str(model),
     ]
     assert main([*argv, "--checkpoint", str(ckpt)]) == 0
@@ -86,11 +86,11 @@ def test_train_with_setting_overrides_and_checkpoint(tmp_path: Path) -> None:
 
 def test_plots_write_png_and_csv(trained: Path, tmp_path: Path, capsys) -> None:
     fig6 = tmp_path / "fig6.png"
-    assert main(["auction", "plot", "training", "--model", str(trained), "--out", str(fig6)]) == 0
+    assert main(["auction", "plot", "training", "--model", str(trained), "--png", str(fig6)]) == 0
     rows = list(csv.DictReader(fig6.with_suffix(".csv").open()))
     assert fig6.stat().st_size > 0 and [r["epoch"] for r in rows] == ["1", "2"]
     fig7 = tmp_path / "fig7.png"
-    argv = ["auction", "plot", "bids", "--model", str(trained), "--out", str(fig7)]
+    argv = ["auction", "plot", "bids", "--model", str(trained), "--png", str(fig7)]
     assert main([*argv, "--cost", "0.3", "--samples", "50", "--points", "21"]) == 0
     curve = list(csv.DictReader(fig7.with_suffix(".csv").open()))
     summary = json.loads(fig7.with_suffix(".json").read_text())
@@ -109,7 +109,7 @@ def _fails(argv: list[str], message: str, capsys) -> None:
 
 def test_train_input_errors(tmp_path: Path, capsys) -> None:
     out = tmp_path / "never.pt"
-    base = ["auction", "train", "--out", str(out)]
+    base = ["auction", "train", "--model", str(out)]
     _fails([*base, "--setting", "single-9"], "unknown setting 'single-9'", capsys)
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepoch = 3\n")
@@ -138,11 +138,39 @@ def test_eval_and_plot_input_errors(trained: Path, tmp_path: Path, capsys) -> No
     _fails([*base, *model, "--grid-points", "1", *FAST_EVAL[:2]], "grid_points", capsys)
     assert not out.exists()
     png = str(tmp_path / "f.png")
-    bids = ["auction", "plot", "bids", *model, "--out", png]
+    bids = ["auction", "plot", "bids", *model, "--png", png]
     _fails([*bids, "--server", "3"], "server: must be an ES index in [0, 2]", capsys)
     _fails([*bids, "--cost", "1.5"], "cost: must lie in the bid space", capsys)
     _fails([*bids, "--cost", "nan"], "cost: must lie in the bid space", capsys)
     _fails([*bids, "--points", "1"], "points: needs at least 2", capsys)
     _fails([*bids, "--samples", "0"], "samples: must be a positive", capsys)
-    _fails(["auction", "plot", "training", "--model", png, "--out", png], "no such file", capsys)
+    _fails(["auction", "plot", "training", "--model", png, "--png", png], "no such file", capsys)
     assert not (tmp_path / "f.png").exists()
+
+
+def test_old_output_flags_still_work_with_a_deprecation_message(
+    trained: Path, tmp_path: Path, capsys
+) -> None:
+    """`train --out` (now --model) and `plot ... --out` (now --png) work for one more release."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_TRAIN)
+    old = tmp_path / "old.pt"
+    argv = ["auction", "train", "--setting", "single-3", "--config", str(config), "--seed", "1"]
+    assert main([*argv, "--out", str(old)]) == 0
+    err = capsys.readouterr().err
+    assert "--out is deprecated" in err and "use --model" in err
+    assert old.is_file()
+    fig = tmp_path / "fig6.png"
+    assert main(["auction", "plot", "training", "--model", str(old), "--out", str(fig)]) == 0
+    assert "use --png" in capsys.readouterr().err
+    assert fig.is_file() and fig.with_suffix(".csv").is_file()
+    fig7 = tmp_path / "fig7.png"
+    bids = ["auction", "plot", "bids", "--model", str(old), "--samples", "20", "--points", "5"]
+    assert main([*bids, "--out", str(fig7)]) == 0
+    assert "use --png" in capsys.readouterr().err and fig7.is_file()
+    # New and old names together, or neither, are usage errors (exit status 2).
+    for extra in (["--model", str(old), "--out", str(old)], []):
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, *extra])
+        assert stop.value.code == 2
+    assert "--model" in capsys.readouterr().err

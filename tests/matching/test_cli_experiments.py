@@ -21,9 +21,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_run_writes_a_deterministic_result(tmp_path: Path, method: str) -> None:
     args = ["matching", "run", "--buyers", "3", "--data-sellers", "4", "--uav-sellers", "4"]
     for sub in ("a", "b"):
-        assert main([*args, "--method", method, "--seed", "5", "--out", str(tmp_path / sub)]) == 0
-    a = json.loads((tmp_path / "a" / "matching_run.json").read_text())
-    b = json.loads((tmp_path / "b" / "matching_run.json").read_text())
+        out = str(tmp_path / f"{sub}.json")
+        assert main([*args, "--method", method, "--seed", "5", "--json", out]) == 0
+    a = json.loads((tmp_path / "a.json").read_text())
+    b = json.loads((tmp_path / "b.json").read_text())
     assert a == b
     assert len(a["triples"]) == 3 and a["unmatched_buyers"] == []
 
@@ -40,9 +41,25 @@ def test_run_writes_a_deterministic_result(tmp_path: Path, method: str) -> None:
 def test_bad_input_exits_2_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
 ) -> None:
-    assert main(["matching", *extra, "--out", str(tmp_path / "out")]) == 2
+    out = tmp_path / "out"
+    target = ["--out", str(out)] if extra[0] == "experiment" else ["--json", str(out / "r.json")]
+    assert main(["matching", *extra, *target]) == 2
     assert message in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    assert not out.exists()
+
+
+def test_run_out_dir_still_works_with_a_deprecation_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`matching run --out DIR` (one file in DIR) is now `--json FILE`; the old flag still works."""
+    args = ["matching", "run", "--buyers", "3", "--data-sellers", "4", "--uav-sellers", "4"]
+    assert main([*args, "--json", str(tmp_path / "new.json")]) == 0
+    assert "deprecated" not in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "old")]) == 0
+    err = capsys.readouterr().err
+    assert "--out is deprecated" in err and "use --json" in err
+    old = json.loads((tmp_path / "old" / "matching_run.json").read_text())
+    assert old == json.loads((tmp_path / "new.json").read_text())
 
 
 def test_fig5_is_deterministic_and_shows_the_truthful_point(tmp_path: Path) -> None:
