@@ -20,24 +20,35 @@ from pathlib import Path
 
 import numpy as np
 
+from tbcim.blockchain.codec import FixedPointCodec
+from tbcim.blockchain.codec import fedavg as fixed_point_fedavg
 from tbcim.configfile import read_config
 from tbcim.fl.central import train_central
+from tbcim.fl.client import validate_update
 from tbcim.fl.config import FLConfig
 from tbcim.fl.model import chain_words
 from tbcim.fl.offchain import fedavg, submissions
 from tbcim.fl.task import build_task
 
 
-def measure(config: FLConfig, n_eds: int, rounds: int, frac_bits: list[int]) -> dict:
+def measure(
+    config: FLConfig,
+    n_eds: int,
+    rounds: int,
+    frac_bits: list[int],
+    quantize_bits: int | None = None,
+) -> dict:
+    """The run behind docs/fl.md; ``quantize_bits`` runs FedAvg as the contract does."""
     task = build_task(config, n_eds)
     sizes = {ed: float(c.data_size) for ed, c in enumerate(task.clients)}
-    w = task.initial_params.copy()
+    codec = None if quantize_bits is None else FixedPointCodec(quantize_bits)
+    w = task.initial_params.copy() if codec is None else _on_grid(codec, task.initial_params)
     per_round = []
     for r in range(rounds):
         t0 = time.perf_counter()
         subs = submissions(task, w, r, range(n_eds))
         t1 = time.perf_counter()
-        w = fedavg(w, subs, sizes)
+        w = fedavg(w, subs, sizes) if codec is None else _fixed_point_round(codec, w, subs, sizes)
         ev = task.evaluate(w)
         t2 = time.perf_counter()
         deltas = np.stack(list(subs.values()))
@@ -63,6 +74,7 @@ def measure(config: FLConfig, n_eds: int, rounds: int, frac_bits: list[int]) -> 
     return {
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "n_eds": n_eds,
+        "quantize_bits": quantize_bits,
         "rounds": rounds,
         "num_params": task.num_params,
         "chain_words": chain_words(task.num_params),
@@ -81,6 +93,22 @@ def measure(config: FLConfig, n_eds: int, rounds: int, frac_bits: list[int]) -> 
     }
 
 
+def _on_grid(codec: FixedPointCodec, params: np.ndarray) -> np.ndarray:
+    return codec.dequantize(codec.quantize(params, "initial model"))
+
+
+def _fixed_point_round(
+    codec: FixedPointCodec, w: np.ndarray, subs: dict[int, np.ndarray], sizes: dict[int, float]
+) -> np.ndarray:
+    """The contract's FedAvg (the codec's integer mirror) on the quantised updates."""
+    eds = sorted(subs)
+    updates = [codec.quantize(validate_update(subs[ed], w.size, ed, codec)) for ed in eds]
+    prev = codec.quantize(w, "global model")
+    # The new model is the first item (the codec's return tuple is growing with issue 8).
+    new = fixed_point_fedavg(prev, updates, [int(sizes[ed]) for ed in eds])[0]
+    return codec.dequantize(new)
+
+
 def _commit() -> str:
     try:
         out = subprocess.run(
@@ -97,12 +125,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-eds", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=None, help="default: fl.global_rounds")
     parser.add_argument("--frac-bits", type=int, nargs="+", default=[8, 10, 12])
+    parser.add_argument(
+        "--quantize-bits",
+        type=int,
+        default=None,
+        help="aggregate as the contract does: int16 fixed point with this many fractional bits",
+    )
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args(argv)
     raw = read_config(args.config).get("fl") if args.config else None
     config = FLConfig.from_dict(raw)
     rounds = config.global_rounds if args.rounds is None else args.rounds
-    result = measure(config, args.n_eds, rounds, args.frac_bits)
+    result = measure(config, args.n_eds, rounds, args.frac_bits, args.quantize_bits)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
     print(

@@ -19,3 +19,10 @@ def test_measure_writes_its_json(tmp_path: Path) -> None:
     assert result["config"]["lr"] == 0.1 and sum(result["data_sizes"]) > 0
     shares = result["per_round"][0]["below_half_step"]
     assert set(shares) == {"8", "10", "12"} and shares["8"] >= shares["12"]
+
+
+def test_measure_can_aggregate_in_fixed_point(tmp_path: Path) -> None:
+    out = tmp_path / "q.json"
+    main(["--n-eds", "3", "--rounds", "1", "--quantize-bits", "12", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["quantize_bits"] == 12 and len(result["per_round"]) == 1
