@@ -18,10 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
 from tbcim.auction.mechanism import Profiles, as_batch
@@ -36,6 +35,9 @@ from tbcim.configfile import check_table, check_types, dataclass_from_table, rea
 from tbcim.errors import ConfigError
 from tbcim.lower.pricing import server_types
 from tbcim.lower.quality import QualityParams
+
+if TYPE_CHECKING:  # torch is imported only by the callers that train (a light CLI)
+    import torch
 
 Array = NDArray[np.float64]
 

@@ -22,11 +22,15 @@ allocations (Jensen): `evaluate` reports both.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
 from tbcim.lower.quality import QualityParams, data_utility, data_utility_torch
+
+if TYPE_CHECKING:  # torch is imported only by the callers that train (a light CLI)
+    import torch
 
 Array = NDArray[np.float64]
 
@@ -82,6 +86,8 @@ def realised_tbcim_value_torch(
     z: torch.Tensor, data_sizes: torch.Tensor, emds: torch.Tensor, params: QualityParams
 ) -> torch.Tensor:
     """Differentiable (U4): exact enumeration of the 2^S winner sets; shape (B,)."""
+    import torch
+
     n_servers = z.shape[-1]
     masks = torch.as_tensor(subset_masks(n_servers), dtype=z.dtype)  # (K, S)
     total = data_sizes @ masks.T  # (B, K)

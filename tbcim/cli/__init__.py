@@ -1,7 +1,9 @@
 """The ``tbcim`` command: one sub-command module per part of the market.
 
 Each module in ``COMMANDS`` exposes ``register(subparsers)``, which adds its parser and sets
-``handler`` (a function taking the parsed namespace and returning an exit status).
+``handler`` (a function taking the parsed namespace and returning an exit status). Building the
+parser is light: the sub-command modules import heavy libraries (torch, matplotlib, scipy's
+solvers, web3) only inside the handlers that need them, so ``tbcim pricing`` never loads torch.
 Input errors (:class:`tbcim.errors.TbcimError`) are printed as one clear line with exit status 2,
 before any work starts.
 """
@@ -9,13 +11,13 @@ before any work starts.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
+from tbcim.cli import auction, matching, pricing
 from tbcim.errors import TbcimError
 
-COMMANDS = ("pricing", "auction", "matching")
+COMMANDS = (pricing, auction, matching)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tbcim", description="TBCIM: blockchain-aided edge FL service market."
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
-        importlib.import_module(f"tbcim.cli.{name}").register(subparsers)
+    for command in COMMANDS:
+        command.register(subparsers)
     return parser
 
 

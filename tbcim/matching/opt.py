@@ -23,8 +23,6 @@ Split to the two sellers:
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import csr_array
 
 from tbcim.errors import ConfigError, TbcimError
 from tbcim.matching.model import FloatArray, IntArray, MatchingMarket, Outcome, make_matching
@@ -43,6 +41,9 @@ def solve_assignment(preferences: FloatArray, removed: np.ndarray | None = None)
     flat = np.flatnonzero(keep)
     if flat.size == 0:
         return np.zeros((0, 3), dtype=np.int64)
+    from scipy.optimize import Bounds, LinearConstraint, milp  # only here: a light CLI
+    from scipy.sparse import csr_array
+
     buyer, m, n = np.unravel_index(flat, preferences.shape)
     cols = np.arange(flat.size)
     rows = np.concatenate([buyer, L + m, L + M + n])

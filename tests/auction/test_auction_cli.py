@@ -111,6 +111,8 @@ def test_train_input_errors(tmp_path: Path, capsys) -> None:
     out = tmp_path / "never.pt"
     base = ["auction", "train", "--model", str(out)]
     _fails([*base, "--setting", "single-9"], "unknown setting 'single-9'", capsys)
+    _fails([*base, "--setting", "single-3", "--preset", "huge"], "preset: ranet has no", capsys)
+    _fails([*base, "--setting", "single-3", "--mechanism", "nope"], "mechanism: unknown", capsys)
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepoch = 3\n")
     _fails([*base, "--setting", "single-3", "--config", str(bad)], "train.epoch: unknown", capsys)
