@@ -164,6 +164,24 @@ def test_dataclass_from_table_checks_keys_types_and_ranges() -> None:
         assert err.value.field == field and problem in err.value.problem, raw
 
 
+def test_dataclass_from_table_reports_a_field_it_cannot_build() -> None:
+    """A pre-built field the dataclass does not have is reported on the table, not raised raw."""
+    with pytest.raises(ConfigError, match="unexpected keyword") as err:
+        dataclass_from_table(_Example, {}, "ex", colour="red")
+    assert err.value.field == "ex"
+    # A field of a type the reader cannot check is not settable from the table.
+    with pytest.raises(ConfigError, match="unknown key") as err:
+        dataclass_from_table(_Nested, {"inner": {}}, "n")
+    assert err.value.field == "n.inner"
+    assert dataclass_from_table(_Nested, {}, "n", inner=_Example(count=3)).inner.count == 3
+
+
+@dataclass(frozen=True)
+class _Nested:
+    inner: _Example = _Example()
+    size: int = 1
+
+
 def test_keyed_leaves_fields_already_under_the_table() -> None:
     for inner, outer in [
         ("a1", "quality.a1"),
