@@ -29,7 +29,7 @@ class ExactConfig:
     n_train: int = 40_000
     n_val: int = 10_000
     batch_size: int = 500
-    epochs: int = 30
+    epochs: int = 20
     # Adam, learning rate decayed linearly from `lr` to `lr`·`lr_final_factor`.
     lr: float = 3e-3
     lr_final_factor: float = 0.1
