@@ -26,7 +26,7 @@ $(NPM_STAMP): package.json package-lock.json
 # price every ES's EDs with the g_e just measured on that chain.
 demo: setup
 	mkdir -p $(RESULTS)
-	$(BIN)/python scripts/deploy_local.py --out $(RESULTS)/deploy.json
+	$(BIN)/python scripts/deploy_local.py --json $(RESULTS)/deploy.json
 	$(BIN)/tbcim pricing --seed 0 --gas-ledger $(RESULTS)/deploy.json \
 		--json $(RESULTS)/pricing.json --png $(RESULTS)/pricing.png
 

@@ -1,6 +1,7 @@
 """Gas ledger: gasUsed of every receipt, by contract, function, sender role and round.
 
-Later stages read g_e (32), the mean gas per ED contract invocation, from these measurements.
+Later stages read g_e (32), the mean gas an ED spends per FL round on the aggregator, from these
+measurements.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import numpy as np
 
 from tbcim.errors import ConfigError
 from tbcim.results import write_json
+
+#: The contract whose ED rounds define g_e.
+AGGREGATOR = "FLAggregator"
 
 
 @dataclass(frozen=True)
@@ -62,16 +66,29 @@ class GasLedger:
             for key, gas in sorted(groups.items())
         }
 
-    def g_e(self) -> float:
-        """Mean gasUsed per ED contract invocation (the g_e of (32))."""
-        gas = [e.gas_used for e in self.select(role="ed")]
-        if not gas:
-            raise ConfigError("gas_ledger", "no ED invocations recorded, so g_e is unknown")
-        return float(np.mean(gas))
+    def ed_round_gas(self, contract: str = AGGREGATOR) -> dict[tuple[str, int], int]:
+        """Gas each ED spent in each FL round on ``contract`` (commitment and every chunk)."""
+        totals: dict[tuple[str, int], int] = {}
+        for e in self.entries:
+            if e.role == "ed" and e.contract == contract and e.round is not None:
+                key = (e.sender, e.round)
+                totals[key] = totals.get(key, 0) + e.gas_used
+        return totals
+
+    def g_e(self, contract: str = AGGREGATOR) -> float:
+        """The g_e of (32): the mean gas an ED spends per FL round on the aggregator, i.e. its
+        transactions on ``contract`` summed per (ED, round) and averaged over those pairs.
+        Other ED transactions (withdrawals from the market) are not FL rounds and not counted."""
+        per_round = self.ed_round_gas(contract)
+        if not per_round:
+            raise ConfigError(
+                "gas_ledger", f"no ED round on {contract} recorded, so g_e is unknown"
+            )
+        return float(np.mean(list(per_round.values())))
 
     def to_json(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"entries": [asdict(e) for e in self.entries]}
-        if self.select(role="ed"):
+        if self.ed_round_gas():
             payload["g_e"] = self.g_e()
         return payload
 

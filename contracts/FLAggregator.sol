@@ -370,12 +370,12 @@ contract FLAggregator {
         }
     }
 
-    /// @notice Upper bounds on the size and gas of the largest submit and aggregate
-    ///         transactions for `chunk` words per chunk and `workers` submitters.
-    /// @dev    Gas bound: EIP-7623 floor price (40 gas) for every byte, plus generous execution
+    /// @dev Upper bounds on the size and gas of the largest submit and aggregate
+    ///      transactions for `chunk` words per chunk and `workers` submitters (mirrored by
+    ///      tbcim.blockchain.aggregator.tx_bounds). Gas bound: EIP-7623 floor price (40 gas) for every byte, plus generous execution
     ///         bounds per word (history pass, reference pass, hashing, logging) and per worker.
-    function txBounds(uint256 chunk, uint256 workers)
-        public
+    function _txBounds(uint256 chunk, uint256 workers)
+        private
         pure
         returns (uint256 submitBytes, uint256 submitGas, uint256 aggregateBytes, uint256 aggregateGas)
     {
@@ -388,7 +388,7 @@ contract FLAggregator {
     }
 
     function _checkLimits(uint256 chunk, uint256 workers) private pure {
-        (uint256 sb, uint256 sg, uint256 ab, uint256 ag) = txBounds(chunk, workers);
+        (uint256 sb, uint256 sg, uint256 ab, uint256 ag) = _txBounds(chunk, workers);
         if (sb > MAX_TX_BYTES) revert ExceedsTxBytes("submit", sb, MAX_TX_BYTES);
         if (ab > MAX_TX_BYTES) revert ExceedsTxBytes("aggregate", ab, MAX_TX_BYTES);
         if (sg > MAX_TX_GAS) revert ExceedsTxGas("submit", sg, MAX_TX_GAS);
@@ -796,20 +796,9 @@ contract FLAggregator {
 
     // ================================================================== views
 
-    /// @notice Byte length of chunk `chunk` of a packed update.
-    function chunkBytes(uint256 chunk) external view returns (uint256) {
-        if (chunk >= numChunks) revert ChunkOutOfOrder(numChunks, chunk);
-        return _chunkBytes(chunk);
-    }
-
     /// @notice keccak of chunk `chunk` of the current global model and of the reference.
     function chunkHashes(uint256 chunk) external view returns (bytes32 model, bytes32 ref) {
         return (modelChunk[generation][chunk], referenceChunk[generation][chunk]);
-    }
-
-    /// @notice The workers whose updates were accepted in `round`, in acceptance order.
-    function acceptedIn_(uint256 round) external view returns (address[] memory) {
-        return acceptedWorkers[round];
     }
 
     // ================================================================== internals

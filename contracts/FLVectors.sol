@@ -271,19 +271,26 @@ function _refPass(bytes calldata update, bytes calldata ref)
     dot = int256(dtA + lanes * BIAS16 * BIAS16) - int256(BIAS16 * (sa + sb));
 }
 
-/// @dev |v|^2 of a packed int16 vector in memory (the mean update of a chunk).
+/// @dev |v|^2 of a packed int16 vector in memory (the mean update of a chunk), word-wise as
+///      in _refPass: sum v^2 = sum a^2 - 2^16 sum a + D 2^30 with a = v + 2^15.
 function _memNormSquared(bytes memory packed) pure returns (uint256 sq) {
-    for (uint256 at; at < packed.length; at += WORD) {
-        uint256 z;
-        assembly ("memory-safe") {
-            z := mload(add(add(packed, 32), at))
-        }
-        for (uint256 p; p < LANES; ++p) {
-            uint256 lane = (z >> (16 * p)) & 0xffff;
-            uint256 m = (lane >> 1) + (lane & 1); // |v| for zigzag lane
-            sq += m * m;
+    uint256 sqA;
+    uint256 sumA;
+    assembly ("memory-safe") {
+        let p := add(packed, 32)
+        for { let end := add(p, mload(packed)) } lt(p, end) { p := add(p, 32) } {
+            let z := mload(p)
+            let w := xor(xor(and(shr(1, z), LOW15_16), TOP_16), mul(and(z, LSB_16), 0xffff))
+            for { let s := 0 } lt(s, 64) { s := add(s, 16) } {
+                let aq := and(shr(s, w), QUAD16)
+                let x := or(shl(64, and(aq, EVEN64)), and(shr(64, aq), EVEN64))
+                sqA := add(sqA, shr(192, mul(aq, or(shl(128, x), shr(128, x)))))
+                sumA := add(sumA, aq)
+            }
         }
     }
+    uint256 lanes = packed.length / WORD * LANES;
+    sq = sqA + lanes * BIAS16 * BIAS16 - 2 * BIAS16 * _laneSum64(sumA);
 }
 
 /// @dev Sum of the four 64-bit lanes of a word.
@@ -416,7 +423,6 @@ function _biasedMean(uint256 acc0, uint256 acc1, uint256 acc2, uint256 acc3, uin
     returns (uint256 biasedMean)
 {
     uint256 half = total >> 1;
-    uint256 biasedMean;
     assembly ("memory-safe") {
         let q := div(add(and(acc0, 0xffffffffffffffff), half), total)
         q := or(q, shl(16, div(add(and(acc1, 0xffffffffffffffff), half), total)))

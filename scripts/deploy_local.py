@@ -2,12 +2,14 @@
 """Compile the contracts, deploy them to the chain, and run one smoke round.
 
     python scripts/deploy_local.py [--rpc-url URL] [--params N] [--devices N] [--seed S]
-                                   [--out FILE]
+                                   [--json FILE]
 
-Without ``--rpc-url`` the chain is the embedded eth-tester/py-evm node. The smoke round: the ES
-registers its EDs, they submit one update each, the contract verifies them and aggregates at the
+Without ``--rpc-url`` the chain is the embedded eth-tester/py-evm node. The smoke round: the
+task's three ESs share one aggregator and each registers its own EDs; the EDs commit to and
+submit one update each, the contract verifies them and aggregates chunk by chunk after the
 deadline, the global model is read back from the chain and compared with numpy FedAvg; then one
-task is settled through the market contract. Gas comes from the receipts.
+task is settled through the market contract. Gas comes from the receipts; g_e is the mean gas an
+ED spent on the aggregator in the round.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from chain_node.compiler import compile_contracts
 from chain_node.gas_ledger import GasLedger
 from chain_node.node import ChainNode
 from tbcim.blockchain.market import MarketClient
-from tbcim.blockchain.smoke import SubsystemOnChain, seeded_data_sizes, settle_market
+from tbcim.blockchain.smoke import TaskOnChain, seeded_data_sizes, settle_market
 from tbcim.errors import TbcimError
 from tbcim.results import write_json
 
@@ -31,8 +33,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--params", type=int, default=1000, help="model size (default 1000)")
     parser.add_argument("--devices", type=int, default=3, help="EDs in the smoke round")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="write the deployment report as JSON")
+    parser.add_argument("--json", help="write the deployment report as JSON")
+    parser.add_argument("--out", dest="out_deprecated", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.out_deprecated:
+        print("deploy_local: --out is deprecated, use --json FILE", file=sys.stderr)
+        args.json = args.json or args.out_deprecated
     if args.params < 1:
         parser.error("--params must be at least 1")
     if args.devices < 1:
@@ -48,14 +54,14 @@ def deploy_and_smoke(node: ChainNode, *, params: int, devices: int, seed: int) -
     eds = node.devices[:devices]
     sizes = seeded_data_sizes(devices, seed)
     market = MarketClient.deploy(node, sender=node.requester)
-    subsystem = SubsystemOnChain(node, params, eds, sizes, seed=seed)
-    measurement = subsystem.run_round()
+    task = TaskOnChain(node, params, eds, sizes, seed=seed)
+    measurement = task.run_round()
     settlement = settle_market(node, market, eds)
     ledger: GasLedger = node.ledger
     deploys = {e.contract: e for e in ledger.select(function="deploy")}
     addresses = {
         "FLMarket": market.contract.address,
-        "FLAggregator": subsystem.client.contract.address,
+        "FLAggregator": task.client.contract.address,
     }
     return {
         "compiler": next(iter(artifacts.values())).compiler_version,
@@ -71,6 +77,7 @@ def deploy_and_smoke(node: ChainNode, *, params: int, devices: int, seed: int) -
             "devices": devices,
             "data_sizes": sizes,
             "accepted": measurement.accepted,
+            "included": measurement.included,
             "fedavg_max_abs_error": measurement.fedavg_max_abs_error,
             "quantisation_step": measurement.quantisation_step,
             "gas_per_param": measurement.gas_per_accepted_update / params,
@@ -112,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deploy_local: error: {err}", file=sys.stderr)
         return 2
     print_gas_table(report)
-    if args.out:
-        write_json(args.out, report)
-        print(f"report written to {args.out}")
+    if args.json:
+        write_json(args.json, report)
+        print(f"report written to {args.json}")
     return 0
 
 

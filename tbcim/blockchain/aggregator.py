@@ -1,16 +1,18 @@
-"""Client for ``contracts/FLAggregator.sol``: one edge subsystem's FL rounds on chain.
+"""Client for ``contracts/FLAggregator.sol``: one FL task's rounds on chain, shared by its ESs.
 
-The ES deploys the contract, registers its EDs with their data sizes, publishes the initial
-model and opens rounds; EDs submit fixed-point updates (TBCIM section II-A, Fig. 3); after the
-deadline tau the ES aggregates, reading the accepted updates back from their transactions'
-calldata; everyone reads the global model from the ``GlobalModel`` log and checks its hash.
+The winning ESs of a task share one aggregator (TBCIM section II-A: the ESs "cooperatively train
+a single FL model"). Each ES registers its own EDs; the publisher (the requester) publishes the
+initial model; any ES opens rounds. EDs commit to their updates (optional commit-reveal), then
+submit them in whole chunks; the contract verifies each complete update and, after the deadline,
+anyone entitled aggregates chunk by chunk, reading the submitted chunks back from their
+``UpdateChunks`` logs. Everyone reads the global model and the reference (the last mean update)
+from the ``GlobalChunk`` logs and checks them against the hashes the contract stores.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,11 +25,16 @@ from web3.types import TxReceipt
 from tbcim.blockchain.codec import (
     MAX_UNIT_SCALE,
     PPM,
+    WORD_BYTES,
     FixedPointCodec,
     HistoryState,
     IntArray,
     Verdict,
-    norm_squared,
+    chunk_spans,
+    chunked_hash,
+    commitment,
+    norm_hint,
+    num_words,
     pack_update,
     unpack_update,
 )
@@ -37,123 +44,203 @@ if TYPE_CHECKING:
     from chain_node.node import ChainNode
 
 CONTRACT_NAME = "FLAggregator"
+#: geth's and reth's transaction pool limit, and EIP-7825's per-transaction gas cap.
+MAX_TX_BYTES = 131_072
+MAX_TX_GAS = 2**24
+MAX_PARAMS = 2**18
+TX_OVERHEAD_BYTES = 1024
+
+
+def tx_bounds(chunk_words: int, workers: int) -> tuple[int, int, int, int]:
+    """The contract's ``txBounds``: upper bounds on the bytes and gas of the largest submit
+    (one chunk) and aggregate (one chunk of ``workers`` submitters) transactions."""
+    submit_bytes = TX_OVERHEAD_BYTES + WORD_BYTES * (4 * chunk_words + 12)
+    submit_gas = 21_000 + 40 * submit_bytes + 6_000 * chunk_words + 400_000
+    aggregate_bytes = TX_OVERHEAD_BYTES + WORD_BYTES * (
+        chunk_words * (workers + 1) + 3 * workers + 8
+    )
+    aggregate_gas = (
+        21_000 + 40 * aggregate_bytes + (400 * chunk_words + 30_000) * (workers + 1) + 400_000
+    )
+    return submit_bytes, submit_gas, aggregate_bytes, aggregate_gas
+
+
+def fits_limits(chunk_words: int, workers: int) -> bool:
+    sb, sg, ab, ag = tx_bounds(chunk_words, workers)
+    return max(sb, ab) <= MAX_TX_BYTES and max(sg, ag) <= MAX_TX_GAS
+
+
+def largest_chunk_words(num_params: int, workers: int) -> int:
+    """The largest chunk (in words, at most the whole model) whose transactions fit the limits
+    with ``workers`` submitters; raises if not even one word fits."""
+    words = num_words(num_params)
+    if not fits_limits(1, workers):
+        raise ConfigError(
+            "max_workers",
+            f"{workers} submitters cannot fit one aggregation transaction under "
+            f"{MAX_TX_BYTES} bytes and {MAX_TX_GAS} gas",
+        )
+    low, high = 1, words
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits_limits(mid, workers) else (low, mid - 1)
+    return low
 
 
 @dataclass(frozen=True)
 class AggregatorConfig:
-    """Deployment parameters of one aggregation contract.
+    """Deployment parameters of one task's aggregator (the contract's ``Settings``).
 
-    ``epsilon`` is the cosine threshold of section II-A (an update is accepted iff its mean
-    cosine similarity to the ED's past accepted updates is at least ``epsilon``),
-    ``norm_bound`` the factor k of the norm check |w| <= k * mean past |w|, ``unit_scale`` the
-    integer length of a unit vector in the history (cosine resolution ~ sqrt(d/12)/unit_scale),
-    ``max_history`` the accepted updates allowed per ED (0 = what int32 history lanes hold).
+    - ``reference_epsilon``: an update is accepted only if its cosine with the last global
+      update (the mean accepted update of the previous round) is at least this.
+    - ``history_epsilon`` / ``history_window``: the paper's rule, the mean cosine with the ED's
+      own past accepted updates in a window of ``history_window`` (0 = rule off).
+    - ``norm_bound``: k of |w| <= k * the round's data-weighted median accepted |w|.
+    - ``commit_blocks``: commit window of commit-reveal (0 = off); ``round_blocks``: submission
+      window; ``grace_blocks``: after the deadline plus grace anyone may aggregate.
+    - ``chunk_words``: words per chunk (0 = the largest that fits the transaction limits for
+      ``max_workers`` submitters); ``unit_scale``: the history's unit length.
     """
 
     num_params: int
     frac_bits: int = 12
+    chunk_words: int = 0
+    max_workers: int = 32
+    commit_blocks: int = 2
     round_blocks: int = 5
-    epsilon: float = 0.0
+    grace_blocks: int = 10
+    history_window: int = 20
+    history_epsilon: float = 0.05
+    reference_epsilon: float = 0.05
     norm_bound: float = 3.0
     unit_scale: int = 2**12
-    max_history: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.num_params <= 2**20:
-            raise ConfigError("num_params", f"must be in [1, 2^20], got {self.num_params}")
+        if not 1 <= self.num_params <= MAX_PARAMS:
+            raise ConfigError("num_params", f"must be in [1, 2^18], got {self.num_params}")
         FixedPointCodec(self.frac_bits)  # validates frac_bits
-        if self.round_blocks < 1:
-            raise ConfigError("round_blocks", f"must be at least 1, got {self.round_blocks}")
-        if not -1.0 <= self.epsilon <= 1.0:
-            raise ConfigError("epsilon", f"must be in [-1, 1], got {self.epsilon}")
-        if not 0.0 < self.norm_bound <= 1e12:
-            raise ConfigError("norm_bound", f"must be in (0, 1e12], got {self.norm_bound}")
+        for name in ("commit_blocks", "round_blocks", "grace_blocks", "history_window"):
+            value = getattr(self, name)
+            low = 0 if name in ("commit_blocks", "history_window") else 1
+            if not low <= value <= 2**32 - 1:
+                raise ConfigError(name, f"must be in [{low}, 2^32 - 1], got {value}")
+        for name in ("history_epsilon", "reference_epsilon"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(name, f"must be in [-1, 1], got {getattr(self, name)}")
+        if not 1.0 <= self.norm_bound <= 4000.0:
+            raise ConfigError("norm_bound", f"must be in [1, 4000], got {self.norm_bound}")
         if not 1 <= self.unit_scale <= MAX_UNIT_SCALE:
             raise ConfigError("unit_scale", f"must be in [1, 2^24], got {self.unit_scale}")
-        capacity = (2**31 - 1) // self.unit_scale
-        if not 0 <= self.max_history <= capacity:
+        if self.history_window > (2**31 - 1) // self.unit_scale:
             raise ConfigError(
-                "max_history", f"must be in [0, {capacity}] (0 = capacity), got {self.max_history}"
+                "history_window",
+                f"must be at most {(2**31 - 1) // self.unit_scale} with unit_scale "
+                f"{self.unit_scale} (int32 history lanes), got {self.history_window}",
+            )
+        if self.max_workers < 1:
+            raise ConfigError("max_workers", f"must be at least 1, got {self.max_workers}")
+        largest = largest_chunk_words(self.num_params, self.max_workers)
+        if self.chunk_words < 0 or self.chunk_words > max(largest, 0):
+            raise ConfigError(
+                "chunk_words",
+                f"must be in [0, {largest}] (0 = largest) so every transaction fits "
+                f"{MAX_TX_BYTES} bytes and {MAX_TX_GAS} gas with {self.max_workers} workers, "
+                f"got {self.chunk_words}",
             )
 
     @property
-    def epsilon_ppm(self) -> int:
-        return round(self.epsilon * PPM)
+    def words_per_chunk(self) -> int:
+        words = num_words(self.num_params)
+        chosen = self.chunk_words or largest_chunk_words(self.num_params, self.max_workers)
+        return min(chosen, words)
 
     @property
-    def norm_bound_ppm(self) -> int:
-        return round(self.norm_bound * PPM)
+    def spans(self) -> list[tuple[int, int]]:
+        return chunk_spans(self.num_params, self.words_per_chunk)
 
-    def constructor_args(self) -> tuple[int, ...]:
+    def settings(self) -> tuple[int, ...]:
+        """The ``Settings`` tuple for the constructor."""
         return (
             self.num_params,
             self.frac_bits,
+            self.words_per_chunk,
+            self.max_workers,
+            self.commit_blocks,
             self.round_blocks,
-            self.epsilon_ppm,
-            self.norm_bound_ppm,
+            self.grace_blocks,
+            self.history_window,
+            round(self.history_epsilon * PPM),
+            round(self.reference_epsilon * PPM),
+            round(self.norm_bound * PPM),
             self.unit_scale,
-            self.max_history,
         )
 
 
 @dataclass(frozen=True)
 class Submission:
-    """The outcome of one ``submit`` as logged by the contract."""
+    """The outcome of one ED's update, as the contract logged it."""
 
     device: str
     round: int
     verdict: Verdict
     norm_squared: int
     history_dot: int
-    receipt: TxReceipt
+    reference_dot: int
+    update_hash: bytes
+    receipts: list[TxReceipt]
 
     @property
     def accepted(self) -> bool:
         return self.verdict == Verdict.ACCEPTED
 
+    @property
+    def gas_used(self) -> int:
+        """Gas of every transaction of this submission (commit and chunks)."""
+        return sum(int(r["gasUsed"]) for r in self.receipts)
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """One round's aggregation: its receipts and who was left out by the norm bound."""
+
+    round: int
+    receipts: list[TxReceipt]
+    excluded: list[str]
+
+    @property
+    def gas_used(self) -> int:
+        return sum(int(r["gasUsed"]) for r in self.receipts)
+
 
 @dataclass(frozen=True)
 class GlobalModel:
-    """A global model read from the chain's ``GlobalModel`` log."""
+    """A global model and the mean update that produced it, read from ``GlobalChunk`` logs."""
 
     round: int
     values: IntArray
-    total_data: int
-    updates: int
-    saturated_lanes: int
+    reference: IntArray | None
     model_hash: bytes
 
 
-def checked_update(update: bytes, logged_hash: bytes) -> bytes:
-    """An update read from calldata, checked against the hash its ``UpdateAccepted`` logged."""
-    if keccak(update) != logged_hash:
-        raise TbcimError("update calldata does not match the hash in its UpdateAccepted log")
-    return update
+@dataclass
+class _Plan:
+    """One ED's submission of a round: the packed update and its transactions' chunk groups."""
 
-
-def model_from_log(args: Any, num_params: int, stored_hash: bytes | None) -> GlobalModel:
-    """Decode a ``GlobalModel`` log's arguments, checking the bytes against the logged hash and,
-    if given, the hash the contract stores."""
-    model = bytes(args.model)
-    if keccak(model) != bytes(args.modelHash):
-        raise TbcimError("GlobalModel log: model bytes do not match their hash")
-    if stored_hash is not None and stored_hash != bytes(args.modelHash):
-        raise TbcimError("the latest GlobalModel log does not match the stored model hash")
-    return GlobalModel(
-        round=int(args.round),
-        values=unpack_update(model, num_params),
-        total_data=int(args.totalData),
-        updates=int(args.updates),
-        saturated_lanes=int(args.saturatedLanes),
-        model_hash=bytes(args.modelHash),
-    )
+    device: str
+    values: IntArray
+    packed: bytes
+    update_hash: bytes
+    history: bytes
+    reference: bytes
+    groups: list[tuple[int, int]] = field(default_factory=list)  # (first chunk, end chunk)
+    receipts: list[TxReceipt] = field(default_factory=list)
 
 
 class AggregatorClient:
     """Typed wrapper around one deployed FLAggregator on a :class:`chain_node.node.ChainNode`.
 
-    The client mirrors each ED's history off chain (the contract stores only its hash) and
-    checks the mirror against the on-chain commitment before every submission.
+    The client mirrors each ED's history window off chain (the contract stores only its hash)
+    and checks the mirror against the on-chain commitment before every submission.
     """
 
     def __init__(self, node: ChainNode, contract: Contract, config: AggregatorConfig) -> None:
@@ -161,117 +248,226 @@ class AggregatorClient:
         self.contract = contract
         self.config = config
         self.codec = FixedPointCodec(config.frac_bits)
-        self.server: str = contract.functions.server().call()
+        self.spans = config.spans
         self.histories: dict[str, HistoryState] = {}
 
     @classmethod
-    def deploy(cls, node: ChainNode, config: AggregatorConfig, server: str) -> AggregatorClient:
-        """Deploy a new aggregation contract owned by ``server`` (an ES account)."""
-        contract = node.deploy(CONTRACT_NAME, *config.constructor_args(), sender=server)
+    def deploy(
+        cls,
+        node: ChainNode,
+        config: AggregatorConfig,
+        servers: Sequence[str],
+        declared_data: Sequence[int],
+        *,
+        publisher: str | None = None,
+    ) -> AggregatorClient:
+        """Deploy a task's aggregator shared by ``servers`` (the winning ESs) with the data
+        sizes they declared; ``publisher`` (default: the first ES) publishes the initial model.
+        """
+        publisher = publisher or servers[0]
+        contract = node.deploy(
+            CONTRACT_NAME,
+            config.settings(),
+            publisher,
+            list(servers),
+            [int(d) for d in declared_data],
+            sender=publisher,
+        )
         return cls(node, contract, config)
 
-    # ------------------------------------------------------------------ ES
-    def register_worker(self, device: str, data_size: int) -> TxReceipt:
-        return self.node.transact(
-            self.contract.functions.registerWorker(device, int(data_size)),
-            sender=self.server,
-            role="es",
-        )
+    # ------------------------------------------------------------------ views
+    @property
+    def num_chunks(self) -> int:
+        return len(self.spans)
 
-    def publish_initial_model(self, model: ArrayLike) -> TxReceipt:
-        """Publish the initial global model (fixed-point int16 values)."""
-        return self.node.transact(
-            self.contract.functions.publishInitialModel(self._pack(model)),
-            sender=self.server,
-            role="es",
-        )
+    def round_info(self, round_: int) -> dict[str, Any]:
+        fields = [
+            "commitDeadline",
+            "deadline",
+            "accepted",
+            "included",
+            "nextChunk",
+            "saturated",
+            "aggregating",
+            "closed",
+            "includedData",
+            "normThreshold16",
+            "meanNormSquared",
+        ]
+        return dict(zip(fields, self.contract.functions.rounds(round_).call(), strict=True))
 
-    def open_round(self) -> int:
-        """Open the next round; returns its number."""
-        receipt = self.node.transact(
-            self.contract.functions.openRound(), sender=self.server, role="es"
-        )
-        (event,) = self.contract.events.RoundOpened().process_receipt(receipt, errors=DISCARD)
-        return int(event.args.round)
+    def worker(self, device: str) -> dict[str, int]:
+        fields = [
+            "dataSize",
+            "server",
+            "startedRound",
+            "nextChunk",
+            "acceptedRound",
+            "historyCount",
+            "norm16",
+        ]
+        return dict(zip(fields, self.contract.functions.workers(device).call(), strict=True))
 
-    def deadline(self, round_: int) -> int:
-        return int(self.contract.functions.rounds(round_).call()[0])
-
-    def wait_for_deadline(self, round_: int) -> None:
-        """Mine empty blocks until the round's deadline has passed."""
-        missing = self.deadline(round_) + 1 - self.node.block_number
+    def wait_until_after(self, block: int) -> None:
+        """Mine empty blocks until the chain is past ``block``."""
+        missing = block + 1 - self.node.block_number
         if missing > 0:
             self.node.advance_blocks(missing)
 
-    def accepted_updates(self, round_: int) -> tuple[list[str], list[bytes]]:
-        """The round's accepted workers and their packed updates, in acceptance order, read
-        from the ``UpdateAccepted`` logs and the submitting transactions' calldata."""
-        logs = self.contract.events.UpdateAccepted().get_logs(
+    def wait_for_deadline(self, round_: int) -> None:
+        self.wait_until_after(int(self.round_info(round_)["deadline"]))
+
+    # ------------------------------------------------------------------ ES / publisher
+    def register_worker(self, server: str, device: str, data_size: int) -> TxReceipt:
+        return self.node.transact(
+            self.contract.functions.registerWorker(device, int(data_size)), sender=server, role="es"
+        )
+
+    def publish_initial_model(
+        self, model: ArrayLike, reference: ArrayLike | None = None, *, publisher: str
+    ) -> list[TxReceipt]:
+        """Publish the initial global model (and optionally an initial reference direction),
+        one chunk per transaction."""
+        packed = self._pack(model)
+        ref = b"" if reference is None else self._pack(reference)
+        receipts = []
+        for j, (start, end) in enumerate(self.spans):
+            fn = self.contract.functions.publishInitialChunk(
+                j, packed[start:end], ref[start:end] if ref else b""
+            )
+            receipts.append(self.node.transact(fn, sender=publisher, role="requester"))
+        return receipts
+
+    def open_round(self, sender: str) -> int:
+        """Open the next round; returns its number."""
+        receipt = self.node.transact(self.contract.functions.openRound(), sender=sender, role="es")
+        (event,) = self.contract.events.RoundOpened().process_receipt(receipt, errors=DISCARD)
+        return int(event.args.round)
+
+    def submitted_chunks(self, round_: int) -> list[list[tuple[str, bytes]]]:
+        """Per chunk index, the (worker, chunk bytes) linked into the round's chain, in order,
+        read from the ``UpdateChunks`` logs."""
+        logs = self.contract.events.UpdateChunks().get_logs(
             from_block=0, argument_filters={"round": round_}
         )
         logs = sorted(logs, key=lambda log: (log.blockNumber, log.logIndex))
-        workers, updates = [], []
+        per_chunk: list[list[tuple[str, bytes]]] = [[] for _ in self.spans]
         for log in logs:
-            tx = self.node.w3.eth.get_transaction(log.transactionHash)
-            _, args = self.contract.decode_function_input(tx["input"])
-            workers.append(log.args.worker)
-            updates.append(checked_update(bytes(args["update"]), bytes(log.args.updateHash)))
-        return workers, updates
+            data = bytes(log.args.data)
+            j = int(log.args.firstChunk)
+            at = 0
+            while at < len(data):
+                start, end = self.spans[j]
+                per_chunk[j].append((log.args.worker, data[at : at + end - start]))
+                at += end - start
+                j += 1
+        return per_chunk
 
-    def aggregate(self, round_: int) -> TxReceipt:
-        """FedAvg of the round's accepted updates on chain (after the deadline)."""
-        workers, updates = self.accepted_updates(round_)
-        previous = self.global_model()
-        return self.node.transact(
-            self.contract.functions.aggregate(
-                round_, pack_update(previous.values), workers, updates
-            ),
-            sender=self.server,
-            role="es",
-            round=round_,
-        )
+    def aggregate(self, round_: int, sender: str) -> Aggregation:
+        """FedAvg of the round's accepted updates on chain, chunk by chunk (after the deadline)."""
+        previous = pack_update(self.global_model().values)
+        per_chunk = self.submitted_chunks(round_)
+        receipts = []
+        for j, (start, end) in enumerate(self.spans):
+            entries = per_chunk[j]
+            fn = self.contract.functions.aggregateChunk(
+                round_,
+                j,
+                previous[start:end],
+                [w for w, _ in entries],
+                [c for _, c in entries],
+            )
+            receipts.append(self.node.transact(fn, sender=sender, role="es", round=round_))
+        excluded = [
+            str(e.args.worker)
+            for e in self.contract.events.UpdateExcluded().process_receipt(
+                receipts[0], errors=DISCARD
+            )
+        ]
+        return Aggregation(round_, receipts, excluded)
 
     # ------------------------------------------------------------------ ED
     def history(self, device: str) -> HistoryState:
-        return self.histories.setdefault(device, HistoryState(self.config.num_params))
+        return self.histories.setdefault(
+            device, HistoryState(self.config.num_params, self.config.history_window)
+        )
 
-    def _submit_fn(self, device: str, round_: int, update: ArrayLike) -> Any:
-        values = self._values(update)
+    def _plan(self, device: str, values: IntArray, reference: bytes) -> _Plan:
         state = self.history(device)
         onchain = bytes(self.contract.functions.historyHash(device).call())
-        if onchain != state.commitment():
+        if onchain != state.commitment(self.spans):
             raise TbcimError(f"history mirror of {device} does not match its on-chain commitment")
-        norm = math.isqrt(norm_squared(values))
-        return self.contract.functions.submit(round_, pack_update(values), state.packed(), norm)
+        packed = pack_update(values)
+        plan = _Plan(
+            device, values, packed, chunked_hash(packed, self.spans), state.packed(), reference
+        )
+        per_tx = max(1, self._chunks_per_submit())
+        plan.groups = [
+            (j, min(j + per_tx, self.num_chunks)) for j in range(0, self.num_chunks, per_tx)
+        ]
+        return plan
 
-    def submit(self, device: str, round_: int, update: ArrayLike) -> Submission:
-        """Submit one fixed-point update from ``device`` and mine it."""
-        fn = self._submit_fn(device, round_, update)
-        receipt = self.node.transact(fn, sender=device, role="ed", round=round_)
-        return self._outcome(device, round_, update, receipt)
+    def _chunks_per_submit(self) -> int:
+        """Chunks that fit one submit transaction (the contract bounds one chunk)."""
+        words = self.config.words_per_chunk
+        k = 1
+        while k < self.num_chunks and fits_limits((k + 1) * words, 1):
+            k += 1
+        return k
+
+    def _submit_fn(self, round_: int, plan: _Plan, first: int, end: int) -> Any:
+        start, stop = self.spans[first][0], self.spans[end - 1][1]
+        history = plan.history[2 * start : 2 * stop] if plan.history else b""
+        reference = plan.reference[start:stop] if plan.reference else b""
+        return self.contract.functions.submit(
+            round_, first, plan.packed[start:stop], history, reference, norm_hint(plan.values)
+        )
 
     def submit_round(self, round_: int, updates: Mapping[str, ArrayLike]) -> list[Submission]:
-        """Submit several EDs' updates in one block (one transaction each)."""
-        for device, update in updates.items():
-            self.node.send(
-                self._submit_fn(device, round_, update), sender=device, role="ed", round=round_
-            )
-        receipts = self.node.mine()
-        return [
-            self._outcome(device, round_, update, receipt)
-            for (device, update), receipt in zip(updates.items(), receipts, strict=True)
-        ]
+        """Every ED's update for ``round_``: commitments in one block (with commit-reveal), then
+        the chunked submissions, each ED's first transaction in one block, its second in the
+        next, and so on. Returns one outcome per ED that finished submitting."""
+        current = self.global_model()
+        reference = b"" if current.reference is None else pack_update(current.reference)
+        plans = [self._plan(d, self._values(v), reference) for d, v in updates.items()]
+        info = self.round_info(round_)
+        if self.config.commit_blocks:
+            for plan in plans:
+                c = commitment(plan.device, round_, plan.update_hash)
+                self.node.send(
+                    self.contract.functions.commit(round_, c),
+                    sender=plan.device,
+                    role="ed",
+                    round=round_,
+                )
+            for plan, receipt in zip(plans, self.node.mine(), strict=True):
+                plan.receipts.append(receipt)
+        self.wait_until_after(int(info["commitDeadline"]))
+        depth = max(len(p.groups) for p in plans)
+        for layer in range(depth):
+            active = [p for p in plans if layer < len(p.groups)]
+            for plan in active:
+                first, end = plan.groups[layer]
+                self.node.send(
+                    self._submit_fn(round_, plan, first, end),
+                    sender=plan.device,
+                    role="ed",
+                    round=round_,
+                )
+            for plan, receipt in zip(active, self.node.mine(), strict=True):
+                plan.receipts.append(receipt)
+        return [self._outcome(round_, plan) for plan in plans]
 
-    def _outcome(
-        self, device: str, round_: int, update: ArrayLike, receipt: TxReceipt
-    ) -> Submission:
+    def _outcome(self, round_: int, plan: _Plan) -> Submission:
+        receipt = plan.receipts[-1]
         accepted = self.contract.events.UpdateAccepted().process_receipt(receipt, errors=DISCARD)
         if accepted:
             args = accepted[0].args
-            state = self.history(device)
-            state.accept(self._values(update), self.config.unit_scale)
-            if state.commitment() != bytes(args.newHistoryHash):
-                raise TbcimError(f"history mirror of {device} diverged from the contract")
+            state = self.history(plan.device)
+            state.accept(plan.values, self.config.unit_scale)
+            expected = state.commitment(self.spans) if self.config.history_window else bytes(32)
+            if self.config.history_window and expected != bytes(args.newHistoryHash):
+                raise TbcimError(f"history mirror of {plan.device} diverged from the contract")
             verdict = Verdict.ACCEPTED
         else:
             (rejected,) = self.contract.events.UpdateRejected().process_receipt(
@@ -280,22 +476,59 @@ class AggregatorClient:
             args = rejected.args
             verdict = Verdict(args.verdict)
         return Submission(
-            device, round_, verdict, int(args.normSquared), int(args.historyDot), receipt
+            plan.device,
+            round_,
+            verdict,
+            int(args.normSquared),
+            int(args.historyDot),
+            int(args.referenceDot),
+            bytes(args.updateHash),
+            plan.receipts,
         )
 
     # ------------------------------------------------------------------ everyone
     def global_model(self, round_: int | None = None) -> GlobalModel:
-        """The global model of ``round_`` (default: the latest) from the event log; the latest
-        is checked against the hash the contract stores."""
-        filters = {} if round_ is None else {"round": round_}
-        logs = self.contract.events.GlobalModel().get_logs(from_block=0, argument_filters=filters)
-        if not logs:
+        """The global model of ``round_`` (default: the latest) and its reference, from the
+        ``GlobalChunk`` logs; the latest is checked against the chunk hashes stored on chain."""
+        done = self.contract.events.GlobalModel().get_logs(from_block=0)
+        if not done:
+            raise TbcimError("no global model on chain yet: publish the initial model first")
+        latest = max(done, key=lambda e: (e.blockNumber, e.logIndex))
+        wanted = int(latest.args.round) if round_ is None else round_
+        finished = [e for e in done if int(e.args.round) == wanted]
+        if not finished:
             raise TbcimError(f"no global model on chain for round {round_}")
-        log = max(logs, key=lambda entry: (entry.blockNumber, entry.logIndex))
-        stored = None
+        last = max(finished, key=lambda e: (e.blockNumber, e.logIndex))
+        logs = self.contract.events.GlobalChunk().get_logs(
+            from_block=0, to_block=last.blockNumber, argument_filters={"round": wanted}
+        )
+        chunks: dict[int, Any] = {}
+        for log in sorted(logs, key=lambda e: (e.blockNumber, e.logIndex)):
+            chunks[int(log.args.chunk)] = log.args  # a re-aggregated round: the last one counts
+        if sorted(chunks) != list(range(self.num_chunks)):
+            raise TbcimError(f"GlobalChunk logs of round {wanted} are incomplete")
+        model = b"".join(bytes(chunks[j].model) for j in range(self.num_chunks))
+        refs = [bytes(chunks[j].ref) for j in range(self.num_chunks)]
+        model_hash = chunked_hash(model, self.spans)
+        if model_hash != bytes(last.args.modelHash):
+            raise TbcimError(f"GlobalChunk logs of round {wanted} do not match their model hash")
         if round_ is None:
             stored = bytes(self.contract.functions.globalModelHash().call())
-        return model_from_log(log.args, self.config.num_params, stored)
+            if stored != model_hash:
+                raise TbcimError("the latest global model does not match the stored hash")
+            for j in range(self.num_chunks):
+                model_chunk, ref_chunk = self.contract.functions.chunkHashes(j).call()
+                if refs[j] and keccak(refs[j]) != bytes(ref_chunk):
+                    raise TbcimError(f"reference chunk {j} does not match the stored hash")
+                if keccak(model[self.spans[j][0] : self.spans[j][1]]) != bytes(model_chunk):
+                    raise TbcimError(f"model chunk {j} does not match the stored hash")
+        reference = None
+        if all(refs):
+            values = unpack_update(b"".join(refs), self.config.num_params)
+            reference = values if np.any(values) else None
+        return GlobalModel(
+            wanted, unpack_update(model, self.config.num_params), reference, model_hash
+        )
 
     def _values(self, values: ArrayLike) -> IntArray:
         arr = np.asarray(values)

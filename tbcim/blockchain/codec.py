@@ -2,21 +2,30 @@
 
 The contract and this module agree bit for bit:
 
-* **Updates and models**: fixed-point int16 values ``q = round(x * 2^frac_bits)``, 16 lanes per
-  256-bit word, lane ``p`` at bits ``[16p, 16p+16)``, each lane zigzag coded (``2v`` for
-  ``v >= 0``, ``-2v-1`` for ``v < 0``) so small magnitudes of either sign have a zero high byte
-  (calldata costs 4 gas per zero byte, 16 per non-zero byte). Words are big-endian 32-byte ABI
-  words; lanes past ``num_params`` in the last word are zero.
-* **History** ``H``: the running sum of the ED's accepted updates, each scaled to integer length
-  ``unit_scale`` (a quantised unit vector), as int32 zigzag lanes, two words per update word:
-  for update word ``j``, history word ``2j+k`` lane ``L`` holds parameter
-  ``16j + k + 2(L mod 2) + 4(3 - L div 2)`` (the update's quads of lanes 64 bits apart, reversed,
-  which is how the contract's MUL-based dot product reads them).
-* **Cosine rule** (section II-A): with ``n`` past accepted unit vectors ``u_j``, the mean cosine
-  ``(1/n) sum_j cos(w, u_j) = w.H / (n * unit_scale * |w|)``; accept iff it is at least epsilon,
-  decided on integers without a square root (:func:`judge`).
-* **FedAvg**: ``new_i = clamp(prev_i + floor((sum_k n_k w_ki + floor(N/2)) / N))`` with
-  ``N = sum_k n_k`` (round to nearest, ties up), clamped to int16 (:func:`fedavg`).
+* **Updates, models and references**: fixed-point int16 values ``q = round(x * 2^frac_bits)``,
+  16 lanes per 256-bit word, lane ``p`` at bits ``[16p, 16p+16)``, each lane zigzag coded
+  (``2v`` for ``v >= 0``, ``-2v-1`` for ``v < 0``) so small magnitudes of either sign have a
+  zero high byte (calldata costs 4 gas per zero byte, 16 per non-zero byte). Words are
+  big-endian 32-byte ABI words; lanes past ``num_params`` in the last word are zero.
+* **Chunks**: chunk ``j`` holds words ``[j * chunk_words, (j + 1) * chunk_words)`` (the last one
+  may be shorter); it is the unit of submission and aggregation. A vector's hash is the chain
+  ``h_{j+1} = keccak(h_j, keccak(chunk j))`` with ``h_0 = 0`` (:func:`chunked_hash`).
+* **History** ``H``: the running sum of the ED's accepted updates in its current window, each
+  scaled to integer length ``unit_scale`` (a quantised unit vector), as int32 zigzag lanes, two
+  words per update word: for update word ``j``, history word ``2j+k`` lane ``L`` holds parameter
+  ``16j + k + 2(L mod 2) + 4(3 - L div 2)`` (the update's quads of lanes 64 bits apart,
+  reversed, which is how the contract's MUL-based dot product reads them).
+* **Norm hint**: ``floor(|w| 2^16)`` (:func:`norm_hint`); the unit vector uses it, so its
+  normalisation error is below ``2^-16 / |w|`` relative.
+* **Cosine rules** (section II-A): the reference rule ``w.r >= eps |w| |r|`` against the last
+  global update ``r``, and the paper's rule: with ``n`` past accepted unit vectors ``u_j``, the
+  mean cosine ``(1/n) sum_j cos(w, u_j) = w.H / (n * unit_scale * |w|) >= eps``; both decided
+  on integers without a square root (:func:`cosine_at_least`).
+* **Norm bound**: an accepted update is left out of FedAvg if its norm hint exceeds ``k`` times
+  the round's data-weighted median hint (:func:`weighted_median`).
+* **FedAvg**: ``mean_i = floor((sum_k n_k w_ki + floor(N/2)) / N)`` with ``N = sum_k n_k``
+  (round to nearest, ties up), ``new_i = clamp(prev_i + mean_i)`` to int16; ``mean`` is the
+  next round's reference (:func:`fedavg`).
 """
 
 from __future__ import annotations
@@ -54,8 +63,13 @@ class Verdict(enum.IntEnum):
 
     ACCEPTED = 0
     ZERO_UPDATE = 1
-    NORM_BOUND = 2
-    COSINE = 3
+    WRONG_NORM_HINT = 2
+    NOT_COMMITTED = 3
+    HISTORY_MISMATCH = 4
+    DUPLICATE = 5
+    REFERENCE_COSINE = 6
+    HISTORY_COSINE = 7
+    NORM_BOUND = 8
 
 
 def num_words(num_params: int) -> int:
@@ -189,6 +203,45 @@ class FixedPointCodec:
         return self.dequantize(unpack_update(data, num_params))
 
 
+# ------------------------------------------------------------------ chunks and hashes
+
+
+def chunk_spans(num_params: int, chunk_words: int) -> list[tuple[int, int]]:
+    """Byte spans ``(start, end)`` of each chunk of a packed update (history spans are twice)."""
+    if chunk_words < 1:
+        raise ConfigError("chunk_words", f"must be at least 1, got {chunk_words}")
+    words = num_words(num_params)
+    return [
+        (start * WORD_BYTES, min(start + chunk_words, words) * WORD_BYTES)
+        for start in range(0, words, chunk_words)
+    ]
+
+
+def chunked_hash(packed: bytes, spans: Sequence[tuple[int, int]], scale: int = 1) -> bytes:
+    """The contract's hash of a chunked vector: ``h_{j+1} = keccak(h_j, keccak(chunk j))``.
+
+    ``scale`` is 2 for a history (two words per update word)."""
+    h = bytes(32)
+    for start, end in spans:
+        h = keccak(h + keccak(packed[scale * start : scale * end]))
+    return h
+
+
+def link(chain: bytes, worker: str, chunk_hash: bytes) -> bytes:
+    """One step of a round's per-chunk chain: ``keccak(abi.encode(chain, worker, chunkHash))``."""
+    return keccak(chain + bytes(12) + bytes.fromhex(worker.removeprefix("0x")) + chunk_hash)
+
+
+def commitment(worker: str, round_: int, update_hash: bytes) -> bytes:
+    """The commit-reveal commitment ``keccak(abi.encode(worker, round, updateHash))``."""
+    return keccak(
+        bytes(12)
+        + bytes.fromhex(worker.removeprefix("0x"))
+        + round_.to_bytes(32, "big")
+        + update_hash
+    )
+
+
 # ------------------------------------------------------------------ contract integer mirror
 
 
@@ -198,24 +251,29 @@ def norm_squared(update: ArrayLike) -> int:
     return int(np.dot(w, w))
 
 
-def history_dot(update: ArrayLike, history: ArrayLike) -> int:
-    """w.H exactly (|w_i h_i| < 2^46, so int64 sums are exact for d < 2^17; use Python ints)."""
-    w = np.asarray(update, dtype=np.int64).astype(object)
-    h = np.asarray(history, dtype=np.int64).astype(object)
-    return int(np.dot(w, h))
+def norm_hint(update: ArrayLike) -> int:
+    """floor(|w| 2^16), exactly: the norm hint ``submit`` takes."""
+    return math.isqrt(norm_squared(update) << 32)
+
+
+def exact_dot(a: ArrayLike, b: ArrayLike) -> int:
+    """a.b in Python integers (history lanes reach 2^31, so int64 sums could overflow)."""
+    x = np.asarray(a, dtype=np.int64).astype(object)
+    y = np.asarray(b, dtype=np.int64).astype(object)
+    return int(np.dot(x, y))
 
 
 def history_increment(update: ArrayLike, unit_scale: int) -> IntArray:
     """The contract's quantised unit vector of an accepted update.
 
     ``inc_i = ((w_i + 2^15) r + 2^23) >> 24 - ((2^15 r + 2^23) >> 24)`` with
-    ``r = floor(unit_scale 2^24 / isqrt(|w|^2))``; ``|inc_i| <= unit_scale``.
+    ``r = floor(unit_scale 2^40 / norm_hint(w))``; ``|inc_i| <= unit_scale`` (up to rounding).
     """
     w = np.asarray(update, dtype=np.int64)
-    norm = math.isqrt(norm_squared(w))
-    if norm == 0:
+    norm16 = norm_hint(w)
+    if norm16 == 0:
         raise ConfigError("update", "the zero update has no direction")
-    r = (unit_scale << INC_SHIFT) // norm
+    r = (unit_scale << 40) // norm16
     r_hi, r_lo = r >> INC_SHIFT, r & ((1 << INC_SHIFT) - 1)
     a = w + 2**15
     half = 1 << (INC_SHIFT - 1)
@@ -227,68 +285,80 @@ def history_increment(update: ArrayLike, unit_scale: int) -> IntArray:
 
 @dataclass
 class HistoryState:
-    """One ED's verification state, mirrored off chain (the contract stores only its hash)."""
+    """One ED's history window for the paper's rule, mirrored off chain (the contract stores
+    only its chunked hash). ``window`` is the contract's ``historyWindow`` (0 = rule off)."""
 
     num_params: int
+    window: int
     values: IntArray = field(default=None)  # type: ignore[arg-type]
-    accepted: int = 0
-    norm_sum: int = 0
+    count: int = 0
 
     def __post_init__(self) -> None:
         if self.values is None:
             self.values = np.zeros(self.num_params, dtype=np.int64)
 
-    def packed(self) -> bytes:
-        """The bytes to pass as ``history`` to ``submit`` (empty before the first acceptance)."""
-        return pack_history(self.values) if self.accepted else b""
+    @property
+    def active(self) -> bool:
+        """Whether the next update is checked against this window (else it starts a new one)."""
+        return self.window > 0 and 0 < self.count < self.window
 
-    def commitment(self) -> bytes:
-        """keccak256 of the packed history, as the contract stores it (32 zero bytes if none)."""
-        return keccak(self.packed()) if self.accepted else bytes(32)
+    def packed(self) -> bytes:
+        """The bytes to pass as ``history`` (empty when the window is empty or full)."""
+        return pack_history(self.values) if self.active else b""
+
+    def commitment(self, spans: Sequence[tuple[int, int]]) -> bytes:
+        """The chunked hash the contract stores (32 zero bytes before the first acceptance)."""
+        if self.count == 0:
+            return bytes(32)
+        return chunked_hash(pack_history(self.values), spans, scale=2)
 
     def accept(self, update: ArrayLike, unit_scale: int) -> None:
         """Apply an accepted update exactly as the contract does."""
-        w = np.asarray(update, dtype=np.int64)
-        self.values = self.values + history_increment(w, unit_scale)
-        self.accepted += 1
-        self.norm_sum += math.isqrt(norm_squared(w))
+        if self.window == 0:
+            return
+        inc = history_increment(np.asarray(update, dtype=np.int64), unit_scale)
+        if self.active:
+            self.values = self.values + inc
+            self.count += 1
+        else:
+            self.values = inc
+            self.count = 1
 
 
-def judge(
-    sq: int,
-    dot: int,
-    accepted: int,
-    norm_sum: int,
-    *,
-    epsilon_ppm: int,
-    norm_bound_ppm: int,
-    unit_scale: int,
-) -> Verdict:
-    """The contract's verdict: zero update, norm bound, then the exact mean-cosine rule."""
-    if sq == 0:
-        return Verdict.ZERO_UPDATE
-    if accepted == 0:
-        return Verdict.ACCEPTED
-    if sq * (accepted * PPM) ** 2 > (norm_bound_ppm * norm_sum) ** 2:
-        return Verdict.NORM_BOUND
+def cosine_at_least(dot: int, epsilon_ppm: int, scale: int, sq: int, ref_sq: int) -> bool:
+    """``dot * 1e6 >= eps_ppm * scale * sqrt(sq * ref_sq)`` on integers, as the contract decides
+    both cosine rules (reference: scale 1, ref_sq = |r|^2; history: scale n unit_scale, 1)."""
     lhs = dot * PPM
-    rhs = epsilon_ppm * accepted * unit_scale
+    rhs = epsilon_ppm * scale
+    norms = sq * ref_sq
     if lhs >= 0:
-        ok = rhs <= 0 or lhs * lhs >= rhs * rhs * sq
-    else:
-        ok = rhs < 0 and lhs * lhs <= rhs * rhs * sq
-    return Verdict.ACCEPTED if ok else Verdict.COSINE
+        return rhs <= 0 or lhs * lhs >= rhs * rhs * norms
+    return rhs < 0 and lhs * lhs <= rhs * rhs * norms
+
+
+def weighted_median(values: Sequence[int], weights: Sequence[int]) -> int:
+    """The smallest value whose cumulative weight (ascending) reaches half of the total."""
+    if not values or len(values) != len(weights) or sum(weights) <= 0:
+        raise ConfigError("weights", "need one positive-sum weight per value")
+    total = sum(int(w) for w in weights)
+    cumulative = 0
+    for value, weight in sorted(zip(values, weights, strict=True), key=lambda vw: vw[0]):
+        cumulative += int(weight)
+        if 2 * cumulative >= total:
+            return int(value)
+    raise AssertionError("unreachable: the weights sum to the total")
 
 
 def fedavg(
     previous: ArrayLike, updates: Sequence[ArrayLike], weights: Sequence[int]
-) -> tuple[IntArray, int]:
-    """The contract's FedAvg step; returns the new int16 model and the number of clamped lanes."""
+) -> tuple[IntArray, IntArray, int]:
+    """The contract's FedAvg step: the new int16 model, the mean update (the next reference)
+    and the number of clamped lanes. Zero weights (excluded updates) are allowed."""
     prev = np.asarray(previous, dtype=np.int64)
     if len(updates) == 0 or len(updates) != len(weights):
         raise ConfigError("updates", "need one weight per update and at least one update")
-    if any(int(n) <= 0 for n in weights):
-        raise ConfigError("weights", "data sizes must be positive")
+    if any(int(n) < 0 for n in weights) or sum(int(n) for n in weights) <= 0:
+        raise ConfigError("weights", "data sizes must be non-negative with a positive sum")
     total = sum(int(n) for n in weights)
     acc = np.zeros(prev.size, dtype=object)
     for w, n in zip(updates, weights, strict=True):
@@ -296,4 +366,4 @@ def fedavg(
     mean = np.array([(int(s) + total // 2) // total for s in acc], dtype=np.int64)
     raw = prev + mean
     clipped = np.clip(raw, INT16_MIN, INT16_MAX)
-    return clipped, int(np.count_nonzero(raw != clipped))
+    return clipped, mean, int(np.count_nonzero(raw != clipped))

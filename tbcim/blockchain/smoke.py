@@ -24,21 +24,23 @@ from tbcim.errors import ConfigError
 if TYPE_CHECKING:
     from chain_node.node import ChainNode
 
-#: Calldata costs 16 gas per non-zero byte; an int16 parameter is 2 bytes.
-CALLDATA_GAS_PER_NONZERO_BYTE = 16
-BYTES_PER_PARAM = 2
 UPDATE_SCALE = 0.02  # typical magnitude of one local update (delta) per parameter
 
 
 @dataclass(frozen=True)
 class RoundMeasurement:
-    """One FL round on chain: submissions, verification, aggregation, global model read back."""
+    """One FL round on chain: commitments, submissions, verification, chunked aggregation, the
+    global model read back."""
 
     round: int
     accepted: int
+    included: int
     submitted: int
-    submit_gas: list[int]
+    submit_gas: list[int]  # per ED: its commitment and every chunk transaction
     aggregate_gas: int
+    max_tx_gas: int
+    max_tx_bytes: int
+    calldata_gas_per_update: tuple[float, float]  # (4/16 standard, 10/40 EIP-7623 floor)
     seconds_submissions: float
     seconds_round: float
     fedavg_max_abs_error: float
@@ -46,13 +48,15 @@ class RoundMeasurement:
 
     @property
     def gas_per_accepted_update(self) -> float:
-        """Mean submit gas plus this update's share of the aggregation."""
-        return float(np.mean(self.submit_gas)) + self.aggregate_gas / self.accepted
+        """Mean gas of one ED's update plus its share of the aggregation."""
+        return float(np.mean(self.submit_gas)) + self.aggregate_gas / self.included
 
 
-def calldata_floor_gas_per_param() -> int:
-    """16 gas per non-zero calldata byte times the encoding's 2 bytes per parameter."""
-    return CALLDATA_GAS_PER_NONZERO_BYTE * BYTES_PER_PARAM
+def calldata_gas(data: bytes) -> tuple[int, int]:
+    """Calldata gas of ``data`` under the chain's rules: standard (4 / 16 gas per zero /
+    non-zero byte) and the EIP-7623 floor (10 / 40)."""
+    zeros = data.count(0)
+    return 4 * zeros + 16 * (len(data) - zeros), 10 * zeros + 40 * (len(data) - zeros)
 
 
 class SyntheticUpdates:
@@ -86,8 +90,9 @@ def numpy_fedavg(
     return previous + (n[:, None] * np.stack(updates)).sum(axis=0) / n.sum()
 
 
-class SubsystemOnChain:
-    """One edge subsystem (an ES and its EDs) running FL rounds through its FLAggregator."""
+class TaskOnChain:
+    """One FL task on chain: the node's ESs share one FLAggregator, each registering its own
+    EDs (round-robin), the requester publishes the initial model, and rounds run through it."""
 
     def __init__(
         self,
@@ -96,51 +101,86 @@ class SubsystemOnChain:
         devices: Sequence[str],
         data_sizes: Sequence[int],
         *,
-        server: str | None = None,
+        servers: Sequence[str] | None = None,
         seed: int = 0,
-        round_blocks: int = 2,
+        **settings: Any,
     ) -> None:
         if len(devices) != len(data_sizes) or not devices:
             raise ConfigError("devices", "need one data size per device and at least one device")
         self.node = node
         self.devices = list(devices)
         self.data_sizes = dict(zip(devices, data_sizes, strict=True))
-        config = AggregatorConfig(num_params=num_params, round_blocks=round_blocks)
-        self.client = AggregatorClient.deploy(node, config, server or node.servers[0])
+        self.servers = list(servers or node.servers)
+        owner = {d: self.servers[i % len(self.servers)] for i, d in enumerate(self.devices)}
+        declared = [
+            sum(self.data_sizes[d] for d in devices if owner[d] == es) or 1 for es in self.servers
+        ]
+        settings.setdefault("max_workers", len(self.devices))
+        config = AggregatorConfig(num_params=num_params, **settings)
+        self.client = AggregatorClient.deploy(
+            node, config, self.servers, declared, publisher=node.requester
+        )
         self.codec = FixedPointCodec(config.frac_bits)
         self.updates = SyntheticUpdates(num_params, seed)
-        for device, size in self.data_sizes.items():
-            self.client.register_worker(device, size)
+        for device in self.devices:
+            self.client.register_worker(owner[device], device, self.data_sizes[device])
         initial = np.random.default_rng(seed + 1).normal(0.0, 0.1, num_params)
-        self.client.publish_initial_model(self.codec.quantize(initial, "initial model"))
+        self.client.publish_initial_model(
+            self.codec.quantize(initial, "initial model"), publisher=node.requester
+        )
 
     def run_round(self) -> RoundMeasurement:
-        """Open a round, submit every ED's update in one block, aggregate, read the model back."""
+        """Open a round (first ES), commit and submit every ED's update, aggregate (last ES),
+        read the model back and compare it with numpy FedAvg of the included updates."""
         start = time.perf_counter()
         previous = self.codec.dequantize(self.client.global_model().values)
-        round_ = self.client.open_round()
+        round_ = self.client.open_round(self.servers[0])
         raw = self.updates.round(self.devices)
         quantised = {d: self.codec.quantize(v, f"update of {d}") for d, v in raw.items()}
         submitted = time.perf_counter()
         submissions = self.client.submit_round(round_, quantised)
         seconds_submissions = time.perf_counter() - submitted
-        accepted = [s.device for s in submissions if s.accepted]
         self.client.wait_for_deadline(round_)
-        receipt = self.client.aggregate(round_)
+        aggregation = self.client.aggregate(round_, self.servers[-1])
         model = self.client.global_model(round_)
         seconds_round = time.perf_counter() - start
+        included = [
+            s.device for s in submissions if s.accepted and s.device not in aggregation.excluded
+        ]
         reference = numpy_fedavg(
             previous,
-            [self.codec.dequantize(quantised[d]) for d in accepted],
-            [self.data_sizes[d] for d in accepted],
+            [self.codec.dequantize(quantised[d]) for d in included],
+            [self.data_sizes[d] for d in included],
         )
         error = float(np.max(np.abs(self.codec.dequantize(model.values) - reference)))
+        inputs = {
+            bytes(r["transactionHash"]): bytes(
+                self.node.w3.eth.get_transaction(r["transactionHash"])["input"]
+            )
+            for r in [*(r for s in submissions for r in s.receipts), *aggregation.receipts]
+        }
+        own = [
+            calldata_gas(inputs[bytes(r["transactionHash"])])
+            for s in submissions
+            if s.device in included
+            for r in s.receipts
+        ]
+        shared = [calldata_gas(inputs[bytes(r["transactionHash"])]) for r in aggregation.receipts]
+        per_update = tuple(
+            (sum(c[k] for c in own) + sum(c[k] for c in shared)) / max(1, len(included))
+            for k in (0, 1)
+        )
+        receipts = [r for s in submissions for r in s.receipts] + aggregation.receipts
         return RoundMeasurement(
             round=round_,
-            accepted=len(accepted),
+            accepted=sum(s.accepted for s in submissions),
+            included=len(included),
             submitted=len(submissions),
-            submit_gas=[int(s.receipt["gasUsed"]) for s in submissions],
-            aggregate_gas=int(receipt["gasUsed"]),
+            submit_gas=[s.gas_used for s in submissions],
+            aggregate_gas=aggregation.gas_used,
+            max_tx_gas=max(int(r["gasUsed"]) for r in receipts),
+            max_tx_bytes=max(len(data) for data in inputs.values()),
+            calldata_gas_per_update=(per_update[0], per_update[1]),
             seconds_submissions=seconds_submissions,
             seconds_round=seconds_round,
             fedavg_max_abs_error=error,
