@@ -14,7 +14,9 @@ name       layers                                                      params   
 
 (:func:`count_params` computes these; ``tests/fl/test_model.py`` checks them against the closed
 forms.) Local training is plain SGD with learning rate η (the paper's η = 0.01) on
-cross-entropy, for δ1 epochs of seeded mini-batches.
+cross-entropy, for δ1 epochs of seeded mini-batches. The step w ← w − η∇ is written out rather
+than taken from ``torch.optim.SGD``, whose first step imports ``torch._dynamo`` (several seconds
+per process) for the same arithmetic.
 
 Determinism: the initial weights come from a ``torch.Generator`` seeded by the caller, and the
 batch order from another; :func:`configure_torch` pins the thread count and turns on
@@ -153,7 +155,7 @@ def train(
     """δ1 = ``epochs`` epochs of mini-batch SGD (learning rate η = ``lr``) on cross-entropy."""
     if x.shape[0] == 0:
         raise ConfigError("train", "no training samples")
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    params = [p for p in model.parameters() if p.requires_grad]
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     steps = 0
@@ -163,10 +165,11 @@ def train(
         total = 0.0
         for start in range(0, x.shape[0], batch_size):
             batch = order[start : start + batch_size]
-            opt.zero_grad()
             loss = loss_fn(model(x[batch]), y[batch])
-            loss.backward()
-            opt.step()
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for p, g in zip(params, grads, strict=True):
+                    p.sub_(g, alpha=lr)  # plain SGD: w ← w − η∇
             total += float(loss.detach()) * batch.numel()
             steps += 1
         last = total / x.shape[0]

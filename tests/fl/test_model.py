@@ -127,3 +127,26 @@ def test_empty_inputs_and_bad_threads_are_errors() -> None:
         train(model, x, y, 1, 0.1, 4, torch.Generator())
     with pytest.raises(ConfigError, match=r"fl.threads"):
         configure_torch(0)
+
+
+def test_one_sgd_step_matches_a_numpy_backprop_oracle(digits: Dataset) -> None:
+    """w ← w − η∇ of the mean cross-entropy, with the gradient derived by hand in numpy."""
+    model = build_model("mlp", (1, 8, 8), 10, 2)
+    p = get_params(model)
+    xs, ys = digits.x_train[:16].reshape(16, 64).astype(np.float64), digits.y_train[:16]
+    w1, b1 = p[:2048].reshape(32, 64), p[2048:2080]
+    w2, b2 = p[2080:2400].reshape(10, 32), p[2400:]
+    pre = xs @ w1.T + b1
+    h = np.maximum(pre, 0.0)
+    logits = h @ w2.T + b2
+    prob = np.exp(logits - logits.max(1, keepdims=True))
+    prob /= prob.sum(1, keepdims=True)
+    dlogits = (prob - np.eye(10)[ys]) / 16
+    dw2, db2 = dlogits.T @ h, dlogits.sum(0)
+    dpre = (dlogits @ w2) * (pre > 0)
+    dw1, db1 = dpre.T @ xs, dpre.sum(0)
+    grad = np.concatenate([dw1.ravel(), db1, dw2.ravel(), db2])
+    x, y = to_tensors(digits.x_train[:16], ys)
+    res = train(model, x, y, 1, 0.5, 16, torch.Generator().manual_seed(0))  # one full batch
+    assert res.steps == 1
+    np.testing.assert_allclose(get_params(model), p - 0.5 * grad, atol=2e-6)
