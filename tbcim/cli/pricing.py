@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--gas-ledger",
-        help="JSON from `scripts/deploy_local.py --out FILE`: use its measured g_e",
+        help="JSON from `scripts/deploy_local.py --json FILE`: use its measured g_e",
     )
     parser.add_argument("--json", dest="json_out", help="write the full report as JSON here")
     parser.add_argument("--png", dest="png_out", help="plot every ES's profit π_s(p_t) here")

@@ -9,7 +9,7 @@ from tbcim.lower.costs import MarketParams
 
 
 def resolve_g_e(ledger: str | Path | None, market: MarketParams) -> tuple[float, str]:
-    """(g_e, source): ``"measured"`` from the ledger of ``scripts/deploy_local.py --out``,
+    """(g_e, source): ``"measured"`` from the ledger of ``scripts/deploy_local.py --json``,
     else ``"default"`` (``market.g_e``, the paper's 7.68e4 unless configured)."""
     if ledger is None:
         return market.g_e, "default"
