@@ -27,7 +27,7 @@ from tbcim.fl.central import train_central
 from tbcim.fl.client import validate_update
 from tbcim.fl.config import FLConfig
 from tbcim.fl.model import chain_words
-from tbcim.fl.offchain import fedavg, submissions
+from tbcim.fl.offchain import fedavg
 from tbcim.fl.task import build_task
 
 
@@ -46,7 +46,7 @@ def measure(
     per_round = []
     for r in range(rounds):
         t0 = time.perf_counter()
-        subs = submissions(task, w, r, range(n_eds))
+        subs = task.submissions(w, r, range(n_eds))
         t1 = time.perf_counter()
         w = fedavg(w, subs, sizes) if codec is None else _fixed_point_round(codec, w, subs, sizes)
         ev = task.evaluate(w)

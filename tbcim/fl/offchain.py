@@ -2,9 +2,10 @@
 
     w_{t+1} = w_t + Σ_k n_k Δ_k / Σ_k n_k          (FedAvg, weighted by data size d_k)
 
-:func:`run_offchain` drives a task's clients in-process: every participating ED computes its
-honest delta from the current global model; attackers then turn theirs into their submission
-(a copier reads the honest EDs' current updates); :func:`~tbcim.fl.client.screen_updates`
+:func:`run_offchain` drives a task's clients in-process (:meth:`FLTask.submissions`): every
+participating ED computes its honest delta from the current global model; attackers then turn
+theirs into their submission (a copier reads the honest EDs' current updates);
+:func:`~tbcim.fl.client.screen_updates`
 sets malformed updates aside; the rest are averaged. There is **no verification** here (that is
 the contract's job), so this is the "no defence" baseline and, without attackers, the off-chain
 "Ideal" of Fig. 11.
@@ -57,32 +58,25 @@ class RoundRecord:
     rejected: dict[int, str]
 
 
-def submissions(
-    task: FLTask, params: Vector, round: int, participants: Collection[int]
-) -> dict[int, Vector]:
-    """Every participant's submission this round (attackers' after their attack)."""
-    honest = {ed: task.clients[ed].local_update(params, round) for ed in sorted(participants)}
-    peers = {ed: u for ed, u in honest.items() if ed not in task.adversaries}
-    return {
-        ed: task.adversaries[ed].submit(round, u, peers) if ed in task.adversaries else u
-        for ed, u in honest.items()
-    }
-
-
 def run_offchain(
     task: FLTask,
     rounds: int,
-    participants: Collection[int] | None = None,
+    participants: Callable[[int], Collection[int]] | None = None,
     params: Vector | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
 ) -> tuple[Vector, list[RoundRecord]]:
-    """``rounds`` FedAvg rounds from ``params`` (default: the task's initial model)."""
-    eds = range(len(task.clients)) if participants is None else participants
+    """``rounds`` FedAvg rounds from ``params`` (default: the task's initial model).
+
+    ``participants(round)`` names the EDs that take part in a round (default: all), e.g. to drop
+    the EDs of a failed ES; a round with no valid update keeps the model.
+    """
+    everyone = range(len(task.clients))
     w = task.initial_params.copy() if params is None else np.asarray(params, dtype=np.float64)
-    sizes = {ed: float(task.clients[ed].data_size) for ed in eds}
+    sizes = {ed: float(n) for ed, n in enumerate(task.data_sizes)}
     records = []
     for r in range(rounds):
-        screened = screen_updates(submissions(task, w, r, eds), task.num_params)
+        eds = everyone if participants is None else participants(r)
+        screened = screen_updates(task.submissions(w, r, eds), task.num_params)
         if screened.valid:
             w = fedavg(w, screened.valid, sizes)
         ev = task.evaluate(w)

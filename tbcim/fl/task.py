@@ -10,7 +10,9 @@ lower level's (S, N) shapes.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +35,25 @@ from tbcim.fl.partitions import Partition, draw_reference, make_partition, task_
 from tbcim.fl.streams import ATTACKERS, MODEL_INIT, PARTITION, REFERENCE, TASK_TEST, numpy_rng
 
 Vector = NDArray[np.float64]
+
+
+class UpdateSource(Protocol):
+    """What a round loop needs from the FL side; ``tbcim.blockchain`` never sees torch.
+
+    ``submissions`` returns, for each participating ED, the float64 delta it sends this round
+    (an attacker's after its attack); a runner screens them
+    (:func:`~tbcim.fl.client.screen_updates`) before encoding.
+    """
+
+    @property
+    def num_params(self) -> int: ...
+
+    @property
+    def data_sizes(self) -> NDArray[np.int64]: ...
+
+    def submissions(
+        self, params: Vector, round: int, participants: Collection[int]
+    ) -> dict[int, Vector]: ...
 
 
 @dataclass
@@ -63,6 +84,21 @@ class FLTask:
     @property
     def data_sizes(self) -> NDArray[np.int64]:
         return self.partition.data_sizes
+
+    def submissions(
+        self, params: Vector, round: int, participants: Collection[int]
+    ) -> dict[int, Vector]:
+        """Every participant's delta from ``params`` this round (attackers' after their attack).
+
+        Honest deltas are computed first; a copier copies from the honest participants' deltas.
+        Call it once per round: an attacker records what it sent (a replayer resends it).
+        """
+        honest = {ed: self.clients[ed].local_update(params, round) for ed in sorted(participants)}
+        peers = {ed: u for ed, u in honest.items() if ed not in self.adversaries}
+        return {
+            ed: self.adversaries[ed].submit(round, u, peers) if ed in self.adversaries else u
+            for ed, u in honest.items()
+        }
 
     def evaluate(self, params: Vector) -> Evaluation:
         """Loss and accuracy of ``params`` on the task test set (labels follow P_a)."""

@@ -9,8 +9,8 @@ from tbcim.errors import ConfigError
 from tbcim.fl.central import train_central
 from tbcim.fl.config import FLConfig
 from tbcim.fl.data import Dataset
-from tbcim.fl.offchain import RoundRecord, fedavg, run_offchain, submissions
-from tbcim.fl.task import FLTask, build_task
+from tbcim.fl.offchain import RoundRecord, fedavg, run_offchain
+from tbcim.fl.task import FLTask, UpdateSource, build_task
 
 # η = 0.1 rather than the paper's 0.01 keeps this a few-second test; the paper's values are
 # the config defaults and are what the benchmark runs.
@@ -65,7 +65,7 @@ def test_attackers_and_a_bad_update_in_an_undefended_round(digits: Dataset) -> N
     cfg = FLConfig(lr=0.1, local_epochs=1, attack="sign_flip", attack_fraction=0.3, seed=1)
     t = build_task(cfg, n_eds=10, dataset=digits)
     assert len(t.adversaries) == 3
-    subs = submissions(t, t.initial_params, 0, range(10))
+    subs = t.submissions(t.initial_params, 0, range(10))
     for ed, adv in t.adversaries.items():
         np.testing.assert_array_equal(subs[ed], -t.clients[ed].local_update(t.initial_params, 0))
         assert adv.submitted
@@ -96,3 +96,32 @@ def test_label_flippers_get_flipped_data(digits: Dataset) -> None:
     np.testing.assert_array_equal(t.clients[ed].labels_at(3), 9 - t.clients[ed].labels_at(0))
     other = next(e for e in range(10) if e not in t.adversaries)
     np.testing.assert_array_equal(t.clients[other].labels_at(3), t.clients[other].labels_at(0))
+
+
+def test_a_round_only_averages_its_participants(task: FLTask) -> None:
+    """EDs that cannot reach the chain (a failed ES) drop out and rejoin later."""
+    down = {0, 1, 2}
+
+    def participants(r: int) -> list[int]:
+        return [ed for ed in range(10) if r != 1 or ed not in down]
+
+    _, records = run_offchain(task, rounds=3, participants=participants)
+    assert records[0].averaged == tuple(range(10))
+    assert records[1].averaged == tuple(range(3, 10))
+    assert records[2].averaged == tuple(range(10))
+    # Round 1's model is FedAvg of the participants' deltas alone (oracle: numpy by hand).
+    w0 = task.initial_params
+    w1 = fedavg(w0, task.submissions(w0, 0, range(10)), dict(enumerate(task.data_sizes)))
+    subs = task.submissions(w1, 1, range(3, 10))
+    n = task.data_sizes[3:10].astype(float)
+    by_hand = w1 + sum(n[i] * subs[ed] for i, ed in enumerate(range(3, 10))) / n.sum()
+    w2, _ = run_offchain(task, rounds=2, participants=participants)
+    np.testing.assert_allclose(w2, by_hand, rtol=0, atol=1e-12)
+    _, idle = run_offchain(task, rounds=1, participants=lambda r: [])
+    assert idle[0].averaged == () and idle[0].accuracy == task.evaluate(w0).accuracy
+
+
+def test_task_is_an_update_source(task: FLTask) -> None:
+    source: UpdateSource = task
+    subs = source.submissions(task.initial_params, 0, [4, 2])
+    assert sorted(subs) == [2, 4] and all(u.shape == (source.num_params,) for u in subs.values())
