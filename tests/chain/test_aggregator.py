@@ -1,430 +1,312 @@
-"""FLAggregator on the embedded chain: every function, the cosine rule and norm bound against
-numpy oracles, FedAvg against numpy, and every bad input (revert, no state change)."""
+"""FLAggregator, the task-level hardened aggregator, on the embedded chain (issue 8).
+
+Happy paths against numpy oracles (FedAvg, the mean update as the next reference), and one test
+per finding of issue 8: each docstring says what the old per-ES contract let through.
+Bad inputs and their reverts are in ``test_aggregator_reverts.py``; the codec's agreement with
+the contract in ``test_codec.py``; the size limits in ``test_limits.py``.
+"""
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from eth_abi import decode
-from eth_tester.exceptions import TransactionFailed
-from eth_utils import function_signature_to_4byte_selector, keccak
-from web3.datastructures import AttributeDict
 
-from chain_node.errors import ContractRevert
+from chain_node.compiler import compile_contracts
 from chain_node.node import ChainNode
-from tbcim.blockchain.aggregator import (
-    AggregatorClient,
-    AggregatorConfig,
-    checked_update,
-    model_from_log,
-)
-from tbcim.blockchain.codec import (
-    INT16_MAX,
-    Verdict,
-    fedavg,
-    norm_squared,
-    pack_history,
-    pack_update,
-)
-from tbcim.errors import ConfigError, TbcimError
+from tbcim.blockchain.aggregator import AggregatorClient, AggregatorConfig, Submission
+from tbcim.blockchain.codec import INT16_MAX, Verdict, fedavg, pack_update
 
 D = 40
-EPSILON = 0.2
-SIZES = (30, 50, 70, 90)
+SIZES = (30, 50, 70, 90, 60, 40)
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture(scope="module")
-def node() -> ChainNode:
-    return ChainNode.embedded(n_servers=2, n_devices=4, seed=3)
-
-
-def deploy(node: ChainNode, **overrides: float) -> AggregatorClient:
-    config = AggregatorConfig(
-        **{"num_params": D, "round_blocks": 3, "epsilon": EPSILON, "norm_bound": 3.0, **overrides}
-    )
-    return AggregatorClient.deploy(node, config, node.servers[0])
-
-
-def ready(node: ChainNode, rng: np.random.Generator, **overrides: float) -> AggregatorClient:
-    """Deployed, workers registered, initial model published, round 1 open."""
-    client = deploy(node, **overrides)
-    for device, size in zip(node.devices, SIZES, strict=True):
-        client.register_worker(device, size)
-    client.publish_initial_model(rng.integers(-2000, 2000, client.config.num_params))
-    assert client.open_round() == 1
+def make_task(
+    node: ChainNode, sizes: Sequence[int] = SIZES, *, reference: np.ndarray | None = None, **cfg: float
+) -> AggregatorClient:
+    """A task shared by the node's ESs, EDs registered round-robin, initial model published."""
+    devices = node.devices[: len(sizes)]
+    owner = {d: node.servers[i % len(node.servers)] for i, d in enumerate(devices)}
+    declared = [sum(s for d, s in zip(devices, sizes) if owner[d] == es) or 1 for es in node.servers]
+    settings = {"num_params": D, "chunk_words": 1, "max_workers": len(sizes), "round_blocks": 3}
+    config = AggregatorConfig(**{**settings, **cfg})  # type: ignore[arg-type]
+    client = AggregatorClient.deploy(node, config, node.servers, declared, publisher=node.requester)
+    for device, size in zip(devices, sizes, strict=True):
+        client.register_worker(owner[device], device, size)
+    initial = np.random.default_rng(7).integers(-2000, 2000, config.num_params)
+    client.publish_initial_model(initial, reference, publisher=node.requester)
     return client
 
 
-def snapshot(client: AggregatorClient) -> tuple:
-    f = client.contract.functions
-    accounts = [*client.node.devices, *client.node.servers]
-    current = f.currentRound().call()
-    return (
-        current,
-        f.globalModelHash().call(),
-        f.totalData().call(),
-        tuple(tuple(f.workers(a).call()) for a in accounts),
-        tuple(f.historyHash(a).call() for a in accounts),
-        tuple(tuple(f.rounds(r).call()) for r in range(current + 2)),
-        client.node.block_number,
-    )
-
-
-def assert_reverts(client: AggregatorClient, action: Callable[[], object], error: str) -> tuple:
-    before = snapshot(client)
-    with pytest.raises(ContractRevert) as info:
-        action()
-    assert info.value.error_name == error
-    assert snapshot(client) == before
-    return info.value.error_args
-
-
-def mean_cosine(w: np.ndarray, past: Sequence[np.ndarray]) -> float:
-    """The paper's rule (section II-A): mean cosine similarity to the past accepted updates."""
-    return float(np.mean([w @ p / (np.linalg.norm(w) * np.linalg.norm(p)) for p in past]))
-
-
-def finish_round(client: AggregatorClient, round_: int) -> None:
+def run_round(client: AggregatorClient, updates: dict[str, np.ndarray]) -> tuple[list[Submission], list[str]]:
+    """Open, commit and submit, aggregate (by the last ES); returns outcomes and exclusions."""
+    node = client.node
+    round_ = client.open_round(node.servers[0])
+    subs = client.submit_round(round_, updates)
     client.wait_for_deadline(round_)
-    client.aggregate(round_)
-    client.open_round()
+    aggregation = client.aggregate(round_, node.servers[-1])
+    return subs, aggregation.excluded
 
 
-# ------------------------------------------------------------------ happy paths
+def honest(rng: np.random.Generator, direction: np.ndarray, devices: Sequence[str]) -> dict[str, np.ndarray]:
+    """Non-IID-like honest updates: a shared direction plus large per-ED noise."""
+    return {d: np.rint(direction + rng.normal(0, 0.6 * np.abs(direction).mean(), D)).astype(np.int64) for d in devices}
 
 
-def test_round_fedavg_matches_numpy_within_one_step(node: ChainNode) -> None:
+def verdicts(subs: list[Submission]) -> dict[str, Verdict]:
+    return {s.device: s.verdict for s in subs}
+
+
+@pytest.fixture
+def node() -> ChainNode:
+    return ChainNode.embedded(n_servers=2, n_devices=len(SIZES), seed=3)
+
+
+def test_fedavg_of_included_updates_matches_numpy_and_becomes_the_reference(node: ChainNode) -> None:
+    """Several chunks, two ESs: the chain's model is codec FedAvg bit for bit, within half a step
+    of float FedAvg, and the reference the EDs read next is the round's mean update."""
+    client = make_task(node)
     rng = np.random.default_rng(0)
-    client = ready(node, rng, num_params=1000)
-    start = client.global_model()
-    assert start.round == 0 and start.updates == 0
-    floats = {dev: rng.normal(0, 0.05, 1000) for dev in node.devices[:3]}
-    updates = {dev: client.codec.quantize(x) for dev, x in floats.items()}
-    results = client.submit_round(1, updates)
-    assert [r.verdict for r in results] == [Verdict.ACCEPTED] * 3
-    assert_reverts(client, lambda: client.aggregate(1), "DeadlineNotReached")
-    client.wait_for_deadline(1)
-    client.aggregate(1)
-    model = client.global_model()
-    assert (model.round, model.updates, model.total_data) == (1, 3, sum(SIZES[:3]))
-    weights = np.array(SIZES[:3], dtype=float)
-    decoded = np.array([client.codec.dequantize(u) for u in updates.values()])
-    numpy_avg = client.codec.dequantize(start.values) + weights @ decoded / weights.sum()
-    error = np.abs(client.codec.dequantize(model.values) - numpy_avg)
-    assert error.max() <= client.codec.step / 2 + 1e-12
-    exact, _ = fedavg(start.values, list(updates.values()), SIZES[:3])
-    assert model.values.tolist() == exact.tolist()
-    assert client.global_model(0).values.tolist() == start.values.tolist()
+    direction = rng.normal(0, 300, D)
+    for _ in range(2):
+        previous = client.global_model().values
+        updates = honest(rng, direction, node.devices)
+        subs, excluded = run_round(client, updates)
+        included = [s.device for s in subs if s.accepted and s.device not in excluded]
+        assert len(included) >= 4
+        weights = [SIZES[node.devices.index(d)] for d in included]
+        model, mean, _ = fedavg(previous, [updates[d] for d in included], weights)
+        onchain = client.global_model()
+        assert np.array_equal(onchain.values, model)
+        assert onchain.reference is not None and np.array_equal(onchain.reference, mean)
+        exact = previous + (np.array(weights)[:, None] * np.stack([updates[d] for d in included])).sum(0) / sum(weights)
+        assert np.max(np.abs(onchain.values - exact)) <= 0.5
+    assert client.num_chunks == 3
 
 
-def test_cosine_rule_and_norm_bound_follow_the_numpy_oracle(node: ChainNode) -> None:
+def test_attacker_from_its_first_round_is_rejected_once_a_reference_exists(node: ChainNode) -> None:
+    """Item 1: with 37.5 % of the data weight, an update opposite to the honest direction was
+    accepted three rounds running by the old own-history rule and saturated every lane. Now the
+    shared reference (the last global update) rejects it from round 2 on, and no lane saturates."""
+    sizes = (30, 30, 30, 54)  # the attacker (last) holds 54 / 144 = 37.5 %
+    client = make_task(node, sizes, reference_epsilon=0.5, history_epsilon=0.5)
     rng = np.random.default_rng(1)
-    client = ready(node, rng)
-    a, b, c, e = node.devices
-    base = rng.normal(0, 200, D).round()
-    first = {dev: base for dev in (a, b, c, e)}
-    assert all(s.accepted for s in client.submit_round(1, first))  # no history: accepted
-    finish_round(client, 1)
-
-    orthogonal = rng.normal(0, 200, D)
-    orthogonal = (orthogonal - (orthogonal @ base) / (base @ base) * base).round()
-    second = {
-        a: (base + rng.normal(0, 40, D)).round(),  # consistent
-        b: -base,  # flipped
-        c: orthogonal,  # orthogonal: mean cosine ~0 < epsilon
-        e: 5 * base,  # cosine 1, norm 5x the past mean > k = 3
-    }
-    results = {s.device: s for s in client.submit_round(2, second)}
-    for dev, w in second.items():
-        assert results[dev].norm_squared == norm_squared(w)
-    assert results[e].verdict == Verdict.NORM_BOUND
-    for dev in (a, b, c):
-        oracle = mean_cosine(second[dev], [base])
-        assert abs(oracle - EPSILON) > 0.05
-        expected = Verdict.ACCEPTED if oracle >= EPSILON else Verdict.COSINE
-        assert results[dev].verdict == expected
-    assert [results[d].verdict for d in (a, b, c)] == [
-        Verdict.ACCEPTED,
-        Verdict.COSINE,
-        Verdict.COSINE,
-    ]
-    # a rejection leaves the worker's history untouched
-    assert client.contract.functions.workers(b).call()[2] == 1
-    assert bytes(client.contract.functions.historyHash(b).call()) == client.history(b).commitment()
-    finish_round(client, 2)
-
-    # round 3: the mean over two past accepted updates decides (a's history: base, second[a])
-    past = [base, second[a]]
-    for _ in range(20):
-        w = (rng.normal(0, 1, D) * 200 + base * rng.uniform(-0.6, 0.6)).round()
-        if abs(mean_cosine(w, past) - EPSILON) > 0.05 and np.linalg.norm(w) < np.linalg.norm(base):
-            break
-    else:  # pragma: no cover - the rng above always finds one
-        pytest.fail("no test vector away from the threshold")
-    (result,) = client.submit_round(3, {a: w})
-    expected = Verdict.ACCEPTED if mean_cosine(w, past) >= EPSILON else Verdict.COSINE
-    assert result.verdict == expected
+    direction = rng.normal(0, 400, D)
+    devices = node.devices[:4]
+    attacker = devices[-1]
+    for round_ in range(1, 4):
+        updates = honest(rng, direction, devices[:3])
+        updates[attacker] = -np.rint(direction + rng.normal(0, 5, D)).astype(np.int64)
+        subs, _ = run_round(client, updates)
+        outcome = verdicts(subs)
+        assert all(outcome[d] == Verdict.ACCEPTED for d in devices[:3])
+        expected = Verdict.ACCEPTED if round_ == 1 else Verdict.REFERENCE_COSINE
+        assert outcome[attacker] == expected
+    assert np.max(np.abs(client.global_model().values)) < INT16_MAX
 
 
-def test_zero_update_is_rejected(node: ChainNode) -> None:
-    client = ready(node, np.random.default_rng(2))
-    result = client.submit(node.devices[0], 1, np.zeros(D, dtype=np.int64))
-    assert result.verdict == Verdict.ZERO_UPDATE
-    assert client.contract.functions.historyHash(node.devices[0]).call() == bytes(32)
+def test_initial_reference_rejects_the_attacker_in_round_one(node: ChainNode) -> None:
+    """Item 1 with a bootstrap reference published with the initial model: round 1 is checked."""
+    rng = np.random.default_rng(2)
+    direction = rng.normal(0, 400, D)
+    client = make_task(node, reference=np.rint(direction).astype(np.int64))
+    updates = honest(rng, direction, node.devices[:-1])
+    updates[node.devices[-1]] = -np.rint(direction).astype(np.int64)
+    subs, _ = run_round(client, updates)
+    assert verdicts(subs)[node.devices[-1]] == Verdict.REFERENCE_COSINE
+    assert sum(s.accepted for s in subs) == len(SIZES) - 1
 
 
-def test_empty_round_is_skipped_by_the_next_open(node: ChainNode) -> None:
-    client = ready(node, np.random.default_rng(3))
-    assert_reverts(client, client.open_round, "RoundStillOpen")
-    client.wait_for_deadline(1)
-    assert_reverts(client, lambda: client.aggregate(1), "NoAcceptedUpdates")
-    receipt_round = client.open_round()
-    assert receipt_round == 2
-    skipped = client.contract.events.RoundSkipped().get_logs(from_block=0)
-    assert [log.args.round for log in skipped] == [1]
-    assert client.contract.functions.rounds(1).call()[3] is True
+def test_slowly_turning_attacker_is_rejected_before_it_turns_against_the_task(node: ChainNode) -> None:
+    """Item 1: an attacker that tilts each update just inside its own-history threshold went from
+    cosine +1 to -0.998 with the honest direction, every update accepted. The shared reference
+    stops it: no update of it with cosine below epsilon to the honest mean is ever accepted."""
+    eps = 0.2
+    client = make_task(node, reference_epsilon=eps, history_epsilon=eps)
+    rng = np.random.default_rng(3)
+    direction = rng.normal(0, 400, D)
+    orthogonal = rng.normal(0, 400, D)
+    orthogonal -= orthogonal @ direction / (direction @ direction) * direction
+    orthogonal *= np.linalg.norm(direction) / np.linalg.norm(orthogonal)
+    attacker = node.devices[-1]
+    rejected_at = None
+    for step in range(8):
+        angle = step * np.pi / 7  # 0 .. 180 degrees
+        updates = honest(rng, direction, node.devices[:-1])
+        updates[attacker] = np.rint(np.cos(angle) * direction + np.sin(angle) * orthogonal).astype(np.int64)
+        subs, _ = run_round(client, updates)
+        cos_true = float(updates[attacker] @ direction / np.linalg.norm(updates[attacker]) / np.linalg.norm(direction))
+        accepted = verdicts(subs)[attacker] == Verdict.ACCEPTED
+        if accepted:
+            assert cos_true > eps - 0.3  # the reference is the noisy honest mean, not `direction`
+        elif rejected_at is None:
+            rejected_at = step
+        if cos_true < 0:
+            assert not accepted
+    assert rejected_at is not None and rejected_at <= 4
 
 
-def test_saturated_lanes_are_clamped_and_counted(node: ChainNode) -> None:
+def test_an_orthogonal_update_is_rejected_by_the_default_thresholds(node: ChainNode) -> None:
+    """Item 1: the old client's default epsilon = 0 accepted an update orthogonal to the history.
+    The defaults now have epsilon > 0 for both rules."""
+    config = AggregatorConfig(num_params=D)
+    assert config.reference_epsilon > 0 and config.history_epsilon > 0
+    client = make_task(node, reference_epsilon=config.reference_epsilon, history_epsilon=config.history_epsilon)
     rng = np.random.default_rng(4)
-    client = deploy(node)
-    client.register_worker(node.devices[0], 10)
-    start = np.zeros(D, dtype=np.int64)
-    start[0] = INT16_MAX
-    client.publish_initial_model(start)
-    client.open_round()
-    update = rng.integers(1, 100, D)
-    client.submit(node.devices[0], 1, update)
-    client.wait_for_deadline(1)
-    client.aggregate(1)
-    model = client.global_model()
-    assert model.saturated_lanes == 1
-    assert model.values[0] == INT16_MAX
-    assert model.values[1:].tolist() == update[1:].tolist()
+    direction = rng.normal(0, 400, D)
+    run_round(client, honest(rng, direction, node.devices))
+    reference = client.global_model().reference
+    assert reference is not None
+    probe = rng.normal(0, 400, D)
+    probe -= probe @ reference / (reference @ reference) * reference
+    updates = honest(rng, direction, node.devices[:-1])
+    updates[node.devices[-1]] = np.rint(probe).astype(np.int64)
+    subs, _ = run_round(client, updates)
+    assert verdicts(subs)[node.devices[-1]] == Verdict.REFERENCE_COSINE
 
 
-# ------------------------------------------------------------------ bad input
-
-
-def test_submission_errors_revert_without_state_change(node: ChainNode) -> None:
+def test_copies_are_rejected(node: ChainNode) -> None:
+    """Item 4: resubmitting another device's update in the same round, or one's own earlier
+    update, was accepted, counted in FedAvg and would have been paid. Both are duplicates now."""
+    client = make_task(node, commit_blocks=0)
     rng = np.random.default_rng(5)
-    client = ready(node, rng)
-    dev = node.devices[0]
-    fns = client.contract.functions
-    update = rng.integers(-500, 500, D)
-    norm = int(np.sqrt(norm_squared(update)))
-    packed = pack_update(update)
-
-    def raw_submit(
-        round_: int = 1,
-        data: bytes = packed,
-        history: bytes = b"",
-        hint: int = norm,
-        sender: str = dev,
-    ) -> object:
-        return node.transact(fns.submit(round_, data, history, hint), sender=sender)
-
-    assert_reverts(client, lambda: raw_submit(sender=node.servers[1]), "NotRegistered")
-    assert_reverts(client, lambda: raw_submit(round_=2), "RoundNotOpen")
-    assert_reverts(client, lambda: raw_submit(round_=0), "RoundNotOpen")
-    args = assert_reverts(client, lambda: raw_submit(data=packed[:-32]), "WrongLength")
-    assert args == (96, 64)
-    padded = bytearray(packed)
-    padded[64] = 1  # lane 15 of the last word: past num_params = 40
-    assert_reverts(client, lambda: raw_submit(data=bytes(padded)), "NonZeroPadding")
-    assert_reverts(client, lambda: raw_submit(hint=norm + 1), "WrongNormHint")
-    assert_reverts(client, lambda: raw_submit(hint=2**255), "WrongNormHint")
-    assert_reverts(client, lambda: raw_submit(history=bytes(192)), "WrongLength")
-    with pytest.raises(ConfigError, match=r"update: value 40000 at index 3 is outside"):
-        client.submit(dev, 1, np.where(np.arange(D) == 3, 40000, update))
-    with pytest.raises(ConfigError, match="expected 40 values"):
-        client.submit(dev, 1, update[:-1])
-
-    assert client.submit(dev, 1, update).accepted
-    assert_reverts(client, lambda: client.submit(dev, 1, update), "AlreadySubmitted")
-    client.wait_for_deadline(1)
-    other = node.devices[1]
-    assert_reverts(client, lambda: client.submit(other, 1, update), "DeadlinePassed")
-    client.aggregate(1)
-    assert_reverts(client, lambda: client.submit(other, 1, update), "RoundNotOpen")  # closed
-    client.open_round()
-    wrong_history = pack_history(np.ones(D, dtype=np.int64))
-    assert_reverts(client, lambda: raw_submit(round_=2, history=wrong_history), "HistoryMismatch")
-    assert_reverts(client, lambda: raw_submit(round_=2, history=b""), "WrongLength")
-    client.history(dev).values[0] += 1  # a corrupted local mirror is caught before sending
-    with pytest.raises(TbcimError, match="history mirror"):
-        client.submit(dev, 2, update)
+    direction = rng.normal(0, 400, D)
+    first = honest(rng, direction, node.devices)
+    run_round(client, first)
+    a, b = node.devices[0], node.devices[1]
+    second = honest(rng, direction, node.devices)
+    second[b] = second[a].copy()  # b copies a in the same round (a submits first)
+    second[node.devices[2]] = first[node.devices[2]]  # a replay of its own earlier update
+    subs, _ = run_round(client, second)
+    outcome = verdicts(subs)
+    assert outcome[a] == Verdict.ACCEPTED
+    assert outcome[b] == Verdict.DUPLICATE
+    assert outcome[node.devices[2]] == Verdict.DUPLICATE
 
 
-def test_aggregation_errors_revert_without_state_change(node: ChainNode) -> None:
+def test_commit_reveal_stops_a_noisy_copy(node: ChainNode) -> None:
+    """Item 4: a lazy device copies another's revealed update with a little noise, which no
+    exact-hash check catches. With commit-reveal it must commit before anyone reveals, so its
+    reveal does not match its commitment."""
+    client = make_task(node, commit_blocks=2)
     rng = np.random.default_rng(6)
-    client = ready(node, rng)
-    fns = client.contract.functions
-    es = client.server
-    updates = {dev: rng.integers(-500, 500, D) for dev in node.devices[:2]}
-    client.submit_round(1, updates)
-    workers, packed = client.accepted_updates(1)
-    prev = pack_update(client.global_model().values)
-
-    def raw_aggregate(
-        sender: str = es, w: list = workers, p: list = packed, g: bytes = prev
-    ) -> object:
-        return node.transact(fns.aggregate(1, g, w, p), sender=sender)
-
-    assert_reverts(client, raw_aggregate, "DeadlineNotReached")
-    client.wait_for_deadline(1)
-    assert_reverts(client, lambda: raw_aggregate(sender=node.servers[1]), "NotServer")
-    assert_reverts(client, lambda: raw_aggregate(w=workers[:1], p=packed[:1]), "WrongUpdateCount")
-    assert_reverts(client, lambda: raw_aggregate(w=workers[::-1]), "UpdatesMismatch")
-    tampered = [packed[0][:-1] + bytes([packed[0][-1] ^ 2]), packed[1]]
-    assert_reverts(client, lambda: raw_aggregate(p=tampered), "UpdatesMismatch")
-    assert_reverts(client, lambda: raw_aggregate(g=bytes(96)), "GlobalModelMismatch")
-    assert_reverts(client, lambda: raw_aggregate(g=prev[:-32]), "WrongLength")
-    raw_aggregate()
-    assert_reverts(client, raw_aggregate, "RoundNotOpen")  # aggregating twice
+    direction = rng.normal(0, 400, D)
+    run_round(client, honest(rng, direction, node.devices))
+    round_ = client.open_round(node.servers[0])
+    updates = honest(rng, direction, node.devices)
+    lazy = node.devices[-1]
+    own = updates.pop(lazy)
+    subs = client.submit_round(round_, updates)  # everyone else commits and reveals
+    victim = node.devices[0]
+    copy = updates[victim] + rng.integers(-1, 2, D)
+    # The lazy device committed to its own (unrevealed) work in time, then reveals the copy.
+    plan = client._plan(lazy, client._values(copy), pack_update(client.global_model().reference))
+    fn = client._submit_fn(round_, plan, 0, client.num_chunks)
+    receipt = node.transact(fn, sender=lazy, role="ed", round=round_)
+    rejected = client.contract.events.UpdateRejected().process_receipt(receipt)
+    assert [Verdict(e.args.verdict) for e in rejected] == [Verdict.NOT_COMMITTED]
+    assert all(s.accepted for s in subs)
+    del own
 
 
-def test_setup_errors_revert_without_state_change(node: ChainNode) -> None:
-    client = deploy(node)
-    dev, es, other_es = node.devices[0], client.server, node.servers[1]
-    fns = client.contract.functions
-    assert_reverts(client, client.open_round, "ModelNotPublished")
-    client.register_worker(dev, 10)
-    assert_reverts(client, lambda: client.register_worker(dev, 10), "AlreadyRegistered")
-    assert_reverts(client, lambda: client.register_worker(node.devices[1], 0), "InvalidWorker")
-    assert_reverts(
-        client,
-        lambda: node.transact(fns.registerWorker(node.devices[1], 5), sender=other_es),
-        "NotServer",
-    )
-    assert_reverts(
-        client, lambda: client.register_worker(node.devices[1], 2**48), "DataSizeTooLarge"
-    )
-    client.publish_initial_model(np.zeros(D, dtype=np.int64))
-    assert_reverts(
-        client, lambda: client.publish_initial_model(np.ones(D)), "ModelAlreadyPublished"
-    )
-    assert_reverts(client, lambda: node.transact(fns.openRound(), sender=dev), "NotServer")
-    assert fns.server().call() == es
+def test_a_relayed_submission_cannot_halt_the_round(node: ChainNode) -> None:
+    """Item 2: a worker that submits through a relay contract had its update accepted, but its
+    bytes existed only inside an internal call, so aggregate could not be assembled and
+    openRound reverted RoundStillOpen forever. The bytes are now in the UpdateChunks log."""
+    node.use_artifacts({**compile_contracts(), **compile_contracts(FIXTURES)})
+    relay = node.deploy("Relay", sender=node.devices[-1])
+    sizes = SIZES[:-1]
+    devices = node.devices[: len(sizes)]
+    declared = [1000, 1000]
+    config = AggregatorConfig(num_params=D, chunk_words=1, max_workers=len(SIZES), round_blocks=3, commit_blocks=0)
+    client = AggregatorClient.deploy(node, config, node.servers, declared, publisher=node.requester)
+    for i, (device, size) in enumerate(zip(devices, sizes, strict=True)):
+        client.register_worker(node.servers[i % 2], device, size)
+    client.register_worker(node.servers[0], relay.address, 40)
+    client.publish_initial_model(np.zeros(D, dtype=np.int64), publisher=node.requester)
+    rng = np.random.default_rng(8)
+    direction = rng.normal(0, 400, D)
+    round_ = client.open_round(node.servers[0])
+    client.submit_round(round_, honest(rng, direction, devices))
+    relayed = np.rint(direction).astype(np.int64)
+    plan = client._plan(relay.address, relayed, b"")
+    data = client._submit_fn(round_, plan, 0, client.num_chunks)._encode_transaction_data()
+    node.transact(relay.functions.forward(client.contract.address, data), sender=node.devices[-1], role="ed")
+    assert client.worker(relay.address)["acceptedRound"] == round_
+    client.wait_for_deadline(round_)
+    client.aggregate(round_, node.servers[1])
+    assert client.round_info(round_)["closed"]
+    assert client.open_round(node.servers[0]) == round_ + 1
 
 
-def test_history_capacity_is_enforced(node: ChainNode) -> None:
-    rng = np.random.default_rng(7)
-    client = ready(node, rng, max_history=1)
-    assert client.contract.functions.maxHistory().call() == 1
-    dev = node.devices[0]
-    update = rng.integers(-500, 500, D)
-    assert client.submit(dev, 1, update).accepted
-    finish_round(client, 1)
-    assert_reverts(client, lambda: client.submit(dev, 2, update), "HistoryFull")
+def test_a_failed_es_stalls_nothing(node: ChainNode) -> None:
+    """Item 7: an aggregator belonged to one ES and only it could open and aggregate. Now, with
+    ES 1 down (its EDs silent, it never aggregates), the round closes with ES 0's EDs, and once
+    every ES is silent anyone may aggregate after the grace period."""
+    client = make_task(node, grace_blocks=2)
+    rng = np.random.default_rng(9)
+    direction = rng.normal(0, 400, D)
+    alive = [d for i, d in enumerate(node.devices) if i % 2 == 0]  # ES 0's EDs
+    subs, _ = run_round(client, honest(rng, direction, alive))
+    assert sorted(s.device for s in subs if s.accepted) == sorted(alive)
+    round_ = client.open_round(node.servers[0])
+    client.submit_round(round_, honest(rng, direction, alive))
+    info = client.round_info(round_)
+    client.wait_until_after(info["deadline"] + 2)  # both ESs are down now
+    client.aggregate(round_, node.requester)  # anyone, after the grace period
+    assert client.global_model().round == round_
 
 
-@pytest.mark.parametrize(
-    ("args", "field"),
-    [
-        ((0, 12, 3, 0, 10**6, 2**14, 0), "numParams"),
-        ((2**20 + 1, 12, 3, 0, 10**6, 2**14, 0), "numParams"),
-        ((D, 16, 3, 0, 10**6, 2**14, 0), "fracBits"),
-        ((D, 12, 0, 0, 10**6, 2**14, 0), "roundBlocks"),
-        ((D, 12, 3, 10**6 + 1, 10**6, 2**14, 0), "epsilonPpm"),
-        ((D, 12, 3, 0, 0, 2**14, 0), "normBoundPpm"),
-        ((D, 12, 3, 0, 10**6, 2**24 + 1, 0), "unitScale"),
-        ((D, 12, 3, 0, 10**6, 2**24, 128), "maxHistory"),
-    ],
-)
-def test_constructor_rejects_bad_parameters(node: ChainNode, args: tuple, field: str) -> None:
-    with pytest.raises(ContractRevert) as info:
-        node.deploy("FLAggregator", *args, sender=node.servers[0])
-    assert info.value.error_name == "InvalidParameter"
-    assert info.value.error_args == (field,)
+def test_scaled_update_is_excluded_by_the_weighted_median_norm_bound(node: ChainNode) -> None:
+    """Item 1 (scaling): a x10 update in the honest direction passes every cosine rule; the norm
+    bound against the round's data-weighted median leaves it out of FedAvg."""
+    client = make_task(node, norm_bound=3.0)
+    rng = np.random.default_rng(10)
+    direction = rng.normal(0, 200, D)
+    updates = honest(rng, direction, node.devices)
+    scaled = node.devices[2]
+    updates[scaled] = np.clip(updates[scaled] * 10, -(2**15), 2**15 - 1)
+    subs, excluded = run_round(client, updates)
+    assert verdicts(subs)[scaled] == Verdict.ACCEPTED
+    assert excluded == [scaled]
 
 
-def test_config_errors_name_the_field() -> None:
-    for kwargs, field in [
-        ({"num_params": 0}, "num_params"),
-        ({"num_params": 4, "epsilon": 1.5}, "epsilon"),
-        ({"num_params": 4, "norm_bound": 0.0}, "norm_bound"),
-        ({"num_params": 4, "unit_scale": 0}, "unit_scale"),
-        ({"num_params": 4, "unit_scale": 2**24, "max_history": 128}, "max_history"),
-        ({"num_params": 4, "round_blocks": 0}, "round_blocks"),
-        ({"num_params": 4, "frac_bits": -1}, "frac_bits"),
-    ]:
-        with pytest.raises(ConfigError, match=f"^{field}:"):
-            AggregatorConfig(**kwargs)
+def test_the_history_window_restarts_instead_of_locking_a_device_out(node: ChainNode) -> None:
+    """Item 6: a device that reached maxHistory was locked out for good. With a window of 2 the
+    history starts afresh and every honest update keeps being accepted."""
+    client = make_task(node, history_window=2)
+    rng = np.random.default_rng(11)
+    direction = rng.normal(0, 400, D)
+    for _ in range(4):
+        subs, _ = run_round(client, honest(rng, direction, node.devices))
+        assert all(s.accepted for s in subs)
+    assert client.worker(node.devices[0])["historyCount"] in (1, 2)
 
 
-def test_reader_rejects_tampered_logs_and_calldata(node: ChainNode) -> None:
-    client = deploy(node)
-    with pytest.raises(TbcimError, match="no global model on chain for round None"):
-        client.global_model()
-    model = pack_update(np.arange(D))
-    args = AttributeDict(
-        {
-            "round": 1,
-            "model": model,
-            "modelHash": keccak(model),
-            "totalData": 5,
-            "updates": 1,
-            "saturatedLanes": 0,
-        }
-    )
-    assert model_from_log(args, D, keccak(model)).values.tolist() == list(range(D))
-    with pytest.raises(TbcimError, match="does not match the stored model hash"):
-        model_from_log(args, D, bytes(32))
-    forged = AttributeDict({**args, "model": pack_update(np.ones(D))})
-    with pytest.raises(TbcimError, match="model bytes do not match their hash"):
-        model_from_log(forged, D, None)
-    assert checked_update(model, keccak(model)) == model
-    with pytest.raises(TbcimError, match="update calldata does not match"):
-        checked_update(model, bytes(32))
+def test_the_same_seed_gives_the_same_model_hashes() -> None:
+    """Determinism: two fresh chains, the same seed and updates, the same global-model hashes."""
+    hashes = []
+    for _ in range(2):
+        node = ChainNode.embedded(n_servers=2, n_devices=len(SIZES), seed=3)
+        client = make_task(node)
+        rng = np.random.default_rng(12)
+        direction = rng.normal(0, 400, D)
+        run_round(client, honest(rng, direction, node.devices))
+        hashes.append(client.global_model().model_hash)
+    assert hashes[0] == hashes[1]
 
 
-def test_mirror_with_wrong_parameters_is_detected(node: ChainNode) -> None:
-    client = ready(node, np.random.default_rng(8))
-    wrong = AggregatorClient(
-        node, client.contract, AggregatorConfig(num_params=D, unit_scale=2**13)
-    )
-    with pytest.raises(TbcimError, match="diverged from the contract"):
-        wrong.submit(node.devices[0], 1, np.arange(D) - 20)
-
-
-def view_error(client: AggregatorClient, call: Callable[[], object]) -> tuple[str, tuple]:
-    """The custom error a reverting view raises (eth-tester reports it as raw bytes)."""
-    with pytest.raises(TransactionFailed) as info:
-        call()
-    prefix = "execution reverted: "
-    message = str(info.value)
-    raw = ast.literal_eval(message[message.index(prefix) + len(prefix) :])
-    for item in client.contract.abi:
-        if item["type"] == "error":
-            types = [i["type"] for i in item["inputs"]]
-            selector = function_signature_to_4byte_selector(f"{item['name']}({','.join(types)})")
-            if raw[:4] == selector:
-                return item["name"], tuple(decode(types, raw[4:]))
-    raise AssertionError(f"unknown revert data {raw!r}")
-
-
-def test_codec_views_reject_bad_input(node: ChainNode) -> None:
-    client = deploy(node)
-    f = client.contract.functions
-    good = pack_update(np.zeros(D, dtype=np.int64))
-    assert view_error(client, lambda: f.encodeUpdate([0] * (D - 1) + [2**15]).call()) == (
-        "ValueOutOfRange",
-        (D - 1, 2**15),
-    )
-    assert view_error(client, lambda: f.encodeUpdate([0] * 3).call()) == ("WrongLength", (D, 3))
-    assert view_error(client, lambda: f.decodeUpdate(good[:-1]).call()) == ("WrongLength", (96, 95))
-    assert view_error(client, lambda: f.decodeHistory(good).call()) == ("WrongLength", (192, 96))
-    assert view_error(client, lambda: f.nextHistory(good, good).call())[0] == "WrongLength"
-    assert view_error(client, lambda: f.fedAvg(good, [good], [1, 2]).call())[0] == "WrongLength"
-    assert view_error(client, lambda: f.fedAvg(good, [good], [0]).call()) == (
-        "InvalidParameter",
-        ("weights",),
-    )
-    assert view_error(client, lambda: f.fedAvg(good, [], []).call()) == (
-        "InvalidParameter",
-        ("weights",),
-    )
+def test_g_e_is_the_mean_gas_per_ed_per_round_on_the_aggregator(node: ChainNode) -> None:
+    """Item 8: g_e averaged an ED's submit with its market withdrawal. It is now the mean over
+    (ED, round) of that ED's gas on the aggregator in the round (commitment and chunks)."""
+    client = make_task(node)
+    rng = np.random.default_rng(13)
+    direction = rng.normal(0, 400, D)
+    per_round = []
+    for _ in range(2):
+        subs, _ = run_round(client, honest(rng, direction, node.devices))
+        per_round += [s.gas_used for s in subs]
+    assert node.ledger.g_e() == pytest.approx(np.mean(per_round))
+    assert len(per_round) == 2 * len(SIZES)
