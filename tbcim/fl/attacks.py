@@ -14,7 +14,8 @@ delta and an :class:`AttackContext`; :data:`ATTACKS` maps names to :class:`Attac
                 it has none and submits its honest update (it must train once to have anything
                 to replay)
 ``copy``        free-riding: copies the current update of another ED (picked with the attack
-                stream), plus optional Gaussian noise of norm ``copy_noise``·|copied|
+                stream), plus optional Gaussian noise of norm ``copy_noise``·|copied|; with no
+                honest peer in the round it replays instead
 ============== ===================================================================================
 
 An :class:`Adversary` switches its attack on at ``start_round`` (0 = from its first round);
@@ -91,9 +92,13 @@ def replay(update: Vector, ctx: AttackContext) -> Vector:
 
 
 def copy_peer(update: Vector, ctx: AttackContext) -> Vector:
-    """Another ED's current update (plus noise of norm copy_noise·|copied|)."""
+    """Another ED's current update (plus noise of norm copy_noise·|copied|).
+
+    With no peer to copy (every other participant is down or attacking) it falls back to
+    :func:`replay`, so a round never stops for want of a victim.
+    """
     if not ctx.peers:
-        raise ConfigError("fl.attack", "copy needs at least one other ED's update this round")
+        return replay(update, ctx)
     keys = sorted(ctx.peers)
     source = _vector(ctx.peers[keys[int(ctx.rng.integers(len(keys)))]])
     if ctx.copy_noise == 0:

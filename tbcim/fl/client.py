@@ -135,7 +135,7 @@ class Client:
         self.poison_from: int | None = None
         if get_attack(attack).poisons_labels:
             self.poison_from = attack_start_round
-            _, self.y_poisoned = to_tensors(x, flip_labels(self.y.numpy(), n_classes))
+            self.y_poisoned = torch.from_numpy(flip_labels(self.y.numpy(), n_classes))
         self.model = build_model(model, tuple(input_shape), n_classes, seed)
         self.num_params = count_params(self.model)
 

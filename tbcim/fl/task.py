@@ -25,14 +25,20 @@ from tbcim.fl.model import (
     Evaluation,
     build_model,
     configure_torch,
-    count_params,
     evaluate,
     get_params,
     set_params,
     to_tensors,
 )
 from tbcim.fl.partitions import Partition, draw_reference, make_partition, task_test_indices
-from tbcim.fl.streams import ATTACKERS, MODEL_INIT, PARTITION, REFERENCE, TASK_TEST, numpy_rng
+from tbcim.fl.streams import (
+    ATTACKERS,
+    MODEL_INIT,
+    PARTITION,
+    REFERENCE,
+    TASK_TEST,
+    numpy_rng,
+)
 
 Vector = NDArray[np.float64]
 
@@ -161,11 +167,6 @@ def build_task(config: FLConfig, n_eds: int, dataset: Dataset | None = None) -> 
         )
         for ed in attackers
     }
-    init = build_model(c.model_name, data.input_shape, data.n_classes, _init_seed(c.seed))
-    params = get_params(init)
-    assert count_params(init) == params.size
-    return FLTask(c, data, reference, partition, test_idx, clients, adversaries, params)
-
-
-def _init_seed(seed: int) -> int:
-    return int(numpy_rng(MODEL_INIT, seed).integers(2**62))
+    init_seed = int(numpy_rng(MODEL_INIT, c.seed).integers(2**62))
+    init = build_model(c.model_name, data.input_shape, data.n_classes, init_seed)
+    return FLTask(c, data, reference, partition, test_idx, clients, adversaries, get_params(init))

@@ -66,8 +66,10 @@ def test_copy_equals_a_peer_and_noisy_copy_is_close() -> None:
     noisy = get_attack("copy").tamper(W, _ctx(peers=PEERS, copy_noise=0.01))
     source = next(p for p in PEERS.values() if np.linalg.norm(noisy - p) < 0.02 * np.linalg.norm(p))
     assert np.linalg.norm(noisy - source) == pytest.approx(0.01 * np.linalg.norm(source))
-    with pytest.raises(ConfigError, match=r"copy needs at least one other ED"):
-        get_attack("copy").tamper(W, _ctx())
+    # No peer to copy: it replays (its honest update when it has no history).
+    np.testing.assert_array_equal(get_attack("copy").tamper(W, _ctx()), W)
+    old = [np.ones(200)]
+    np.testing.assert_array_equal(get_attack("copy").tamper(W, _ctx(previous=old)), old[0])
 
 
 def test_label_flip_poisons_data_not_the_update() -> None:
@@ -100,8 +102,8 @@ def test_copier_never_copies_itself_and_is_order_independent() -> None:
     b = Adversary(ed=0, attack="copy", seed=4, copy_noise=0.1)
     np.testing.assert_allclose(a.submit(0, np.zeros(3), peers), b.submit(0, np.zeros(3), peers))
     assert np.linalg.norm(a.submitted[0] - peers[1]) < 0.2 * np.linalg.norm(peers[1])
-    with pytest.raises(ConfigError, match=r"copy needs"):
-        Adversary(ed=0, attack="copy").submit(0, np.zeros(3), {0: np.ones(3)})
+    alone = Adversary(ed=0, attack="copy")
+    np.testing.assert_array_equal(alone.submit(0, np.full(3, 7.0), {0: np.ones(3)}), 7.0)
 
 
 @pytest.mark.parametrize(
