@@ -8,7 +8,7 @@ import pytest
 
 from chain_node.compiler import ContractArtifact
 from chain_node.errors import ChainError, ContractRevert
-from chain_node.gas_ledger import GasLedger, read_g_e
+from chain_node.gas_ledger import GasEntry, GasLedger, read_g_e
 from chain_node.node import ChainNode
 from tbcim.errors import ConfigError
 
@@ -57,7 +57,8 @@ def test_a_round_of_queued_transactions_lands_in_one_block(counter_node: ChainNo
     receipts = counter_node.mine()
     assert len({r["blockNumber"] for r in receipts}) == 1
     assert counter_node.call(counter.functions.count()) == 2 * len(counter_node.devices)
-    assert counter_node.ledger.g_e() == pytest.approx(
+    # one transaction per (ED, round): g_e is their mean
+    assert counter_node.ledger.g_e("Counter") == pytest.approx(
         sum(r["gasUsed"] for r in receipts) / len(receipts)
     )
 
@@ -120,13 +121,40 @@ def test_unreachable_rpc_endpoint_is_a_clear_error() -> None:
 
 
 def test_ledger_round_trips_and_yields_g_e(counter_node: ChainNode, tmp_path: Path) -> None:
+    """g_e (32) is the mean over (ED, round) of the ED's summed gas in that round: ED 0's two
+    transactions of round 1 count as one round of work, ED 1's one as another."""
     counter = counter_node.deploy("Counter", sender=counter_node.servers[0])
-    counter_node.transact(counter.functions.bump(1), sender=counter_node.devices[0], round=1)
-    counter_node.transact(counter.functions.bump(2), sender=counter_node.devices[1], round=1)
+    a, b = counter_node.devices[:2]
+    gas = [
+        counter_node.transact(counter.functions.bump(n), sender=dev, round=1)["gasUsed"]
+        for n, dev in ((1, a), (3, a), (2, b))
+    ]
+    counter_node.transact(counter.functions.bump(1), sender=counter_node.servers[0], round=1)
     path = counter_node.ledger.save(tmp_path / "ledger.json")
     loaded = GasLedger.load(path)
     assert loaded.entries == counter_node.ledger.entries
-    assert read_g_e(path) == pytest.approx(counter_node.ledger.g_e())
+    assert loaded.g_e("Counter") == pytest.approx((gas[0] + gas[1] + gas[2]) / 2)
+    with pytest.raises(ConfigError, match="no ED round on FLAggregator"):
+        loaded.g_e()  # the default is the aggregator, which this ledger never touched
+
+
+def test_read_g_e_reads_the_aggregator_rounds_of_a_saved_ledger(tmp_path: Path) -> None:
+    def entry(function: str, role: str, sender: str, round_: int | None, gas: int) -> GasEntry:
+        contract = "FLMarket" if function == "withdraw" else "FLAggregator"
+        return GasEntry(contract, function, role, round_, sender, gas, "0x", 1, "0xp")
+
+    ledger = GasLedger(
+        [
+            entry("commit", "ed", "0xa", 1, 50_000),
+            entry("submit", "ed", "0xa", 1, 300_000),
+            entry("submit", "ed", "0xb", 1, 330_000),
+            entry("submit", "ed", "0xa", 2, 310_000),
+            entry("aggregateChunk", "es", "0xs", 1, 900_000),
+            entry("withdraw", "ed", "0xa", None, 30_000),
+        ]
+    )
+    path = ledger.save(tmp_path / "ledger.json")
+    assert read_g_e(path) == pytest.approx((350_000 + 330_000 + 310_000) / 3)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +165,7 @@ def test_ledger_round_trips_and_yields_g_e(counter_node: ChainNode, tmp_path: Pa
         ('{"g_e": -5}', "g_e: must be a positive number"),
         ('{"g_e": "big"}', "g_e: must be a positive number"),
         ('{"other": 1}', "neither 'g_e' nor gas ledger 'entries'"),
-        ('{"entries": []}', "no ED invocations recorded"),
+        ('{"entries": []}', "no ED round on FLAggregator recorded"),
     ],
 )
 def test_read_g_e_rejects_bad_files(tmp_path: Path, content: str, message: str) -> None:
