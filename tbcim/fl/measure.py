@@ -15,6 +15,7 @@ import json
 import platform
 import subprocess
 import time
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 from tbcim.blockchain.codec import FixedPointCodec
 from tbcim.blockchain.codec import fedavg as fixed_point_fedavg
 from tbcim.configfile import read_config
+from tbcim.errors import ConfigError
 from tbcim.fl.central import train_central
 from tbcim.fl.client import validate_update
 from tbcim.fl.config import FLConfig
@@ -119,9 +121,30 @@ def _commit() -> str:
     return out.stdout.strip()
 
 
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """``["attack=sign_flip", "alpha=0.1"]`` → ``{"attack": "sign_flip", "alpha": 0.1}``."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="a .toml/.json file with an [fl] table")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one [fl] key (VALUE is a TOML literal; a bare word is a string)",
+    )
     parser.add_argument("--n-eds", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=None, help="default: fl.global_rounds")
     parser.add_argument("--frac-bits", type=int, nargs="+", default=[8, 10, 12])
@@ -133,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args(argv)
-    raw = read_config(args.config).get("fl") if args.config else None
+    raw = dict(read_config(args.config).get("fl") or {}) if args.config else {}
+    raw.update(parse_overrides(args.set))
     config = FLConfig.from_dict(raw)
     rounds = config.global_rounds if args.rounds is None else args.rounds
     result = measure(config, args.n_eds, rounds, args.frac_bits, args.quantize_bits)

@@ -151,3 +151,19 @@ def test_digits_splits_are_seeded_disjoint_and_complete(digits: Dataset) -> None
 def test_bad_split_fractions_are_named(fraction: float) -> None:
     with pytest.raises(ConfigError, match=r"fl.test_fraction"):
         load_digits_dataset(test_fraction=fraction)
+
+
+def test_a_class_too_small_to_stratify_is_named() -> None:
+    from tbcim.fl.data import split_indices
+
+    with pytest.raises(ConfigError, match=r"fl.val_fraction: cannot split 5 samples"):
+        split_indices(np.array([0, 0, 0, 0, 1]), 0.4, 0, "fl.val_fraction")
+
+
+def test_dataset_rejects_mismatched_splits() -> None:
+    x = np.zeros((3, 1, 8, 8), dtype=np.float32)
+    y = np.zeros(3, dtype=np.int64)
+    with pytest.raises(ConfigError, match=r"dataset.val: images \(3, 1, 8, 8\) and labels \(2,\)"):
+        Dataset("d", 10, (1, 8, 8), x, y, x, y[:2], x, y)
+    with pytest.raises(ConfigError, match=r"dataset.train"):
+        Dataset("d", 10, (1, 4, 4), x, y, x, y, x, y)

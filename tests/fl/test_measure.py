@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tbcim.fl.measure import main
+import pytest
+
+from tbcim.errors import ConfigError
+from tbcim.fl.measure import main, parse_overrides
 
 
 def test_measure_writes_its_json(tmp_path: Path) -> None:
@@ -26,3 +29,16 @@ def test_measure_can_aggregate_in_fixed_point(tmp_path: Path) -> None:
     main(["--n-eds", "3", "--rounds", "1", "--quantize-bits", "12", "--json", str(out)])
     result = json.loads(out.read_text())
     assert result["quantize_bits"] == 12 and len(result["per_round"]) == 1
+
+
+def test_overrides_are_toml_literals_or_words() -> None:
+    assert parse_overrides(["attack=sign_flip", "alpha=0.1", "seed=3", 'model="cnn"']) == {
+        "attack": "sign_flip",
+        "alpha": 0.1,
+        "seed": 3,
+        "model": "cnn",
+    }
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_overrides(["alpha"])
+    with pytest.raises(ConfigError, match=r"fl.alpah"):
+        main(["--set", "alpah=1", "--json", "/dev/null"])
