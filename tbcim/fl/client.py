@@ -132,6 +132,8 @@ class Client:
             raise ConfigError(f"ED {ed} data", "needs at least one sample and one label each")
         if tuple(self.x.shape[1:]) != tuple(input_shape):
             raise ConfigError(f"ED {ed} data", f"images {tuple(self.x.shape[1:])} ≠ {input_shape}")
+        if int(self.y.min()) < 0 or int(self.y.max()) >= n_classes:
+            raise ConfigError(f"ED {ed} data", f"labels must lie in 0..{n_classes - 1}")
         self.poison_from: int | None = None
         if get_attack(attack).poisons_labels:
             self.poison_from = attack_start_round

@@ -5,10 +5,10 @@
 :func:`run_offchain` drives a task's clients in-process (:meth:`FLTask.submissions`): every
 participating ED computes its honest delta from the current global model; attackers then turn
 theirs into their submission (a copier reads the honest EDs' current updates);
-:func:`~tbcim.fl.client.screen_updates`
-sets malformed updates aside; the rest are averaged. There is **no verification** here (that is
-the contract's job), so this is the "no defence" baseline and, without attackers, the off-chain
-"Ideal" of Fig. 11.
+:func:`~tbcim.fl.client.screen_updates` sets malformed updates aside; the rest are averaged.
+There is **no verification** here (that is the contract's job), so this is the "no defence"
+baseline and, without attackers, the off-chain "Ideal" of Fig. 11. :func:`fedavg` is the numpy
+FedAvg the on-chain result must match within one quantisation step.
 """
 
 from __future__ import annotations

@@ -85,6 +85,8 @@ def test_client_data_errors(digits: Dataset) -> None:
         Client(7, np.zeros((3, 1, 8, 8)), np.zeros(2), "mlp", (1, 8, 8), 10)
     with pytest.raises(ConfigError, match=r"ED 7 data"):
         Client(7, np.zeros((3, 64)), np.zeros(3), "mlp", (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match=r"ED 7 data: labels must lie in 0..9"):
+        Client(7, np.zeros((2, 1, 8, 8)), np.array([0, 10]), "mlp", (1, 8, 8), 10)
     with pytest.raises(ConfigError, match=r"fl.attack"):
         _client(digits, 0, slice(0, 5), attack="bogus")
 
