@@ -14,10 +14,11 @@ from chain_node.node import ChainNode
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "deploy_local.py"
 FUNCTIONS = {
     "FLAggregator.registerWorker",
-    "FLAggregator.publishInitialModel",
+    "FLAggregator.publishInitialChunk",
     "FLAggregator.openRound",
+    "FLAggregator.commit",
     "FLAggregator.submit",
-    "FLAggregator.aggregate",
+    "FLAggregator.aggregateChunk",
     "FLMarket.publishTask",
     "FLMarket.recordAuction",
     "FLMarket.attestAccuracy",
@@ -47,14 +48,28 @@ def _check_report(report: dict, backend: str, params: int, devices: int) -> None
     # On-chain FedAvg equals numpy FedAvg of the decoded vectors within one quantisation step.
     assert smoke["fedavg_max_abs_error"] <= smoke["quantisation_step"]
     assert smoke["gas_per_param"] > 0
-    ed_gas = [e["gas_used"] for e in report["ledger"] if e["role"] == "ed"]
-    assert report["g_e"] == pytest.approx(sum(ed_gas) / len(ed_gas))
+    # g_e: each ED's gas on the aggregator in the round (commitment and chunks), averaged.
+    ed_gas = [
+        e["gas_used"]
+        for e in report["ledger"]
+        if e["role"] == "ed" and e["contract"] == "FLAggregator"
+    ]
+    assert report["g_e"] == pytest.approx(sum(ed_gas) / devices)
 
 
 def test_deploy_local_writes_the_report(deploy_local: ModuleType, tmp_path: Path) -> None:
     out = tmp_path / "deploy.json"
-    assert deploy_local.main(["--params", "100", "--devices", "3", "--out", str(out)]) == 0
+    assert deploy_local.main(["--params", "100", "--devices", "3", "--json", str(out)]) == 0
     _check_report(json.loads(out.read_text()), "py-evm", 100, 3)
+
+
+def test_deprecated_out_flag_still_writes_the_report(
+    deploy_local: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "deploy.json"
+    assert deploy_local.main(["--params", "20", "--devices", "2", "--out", str(out)]) == 0
+    assert "--out is deprecated" in capsys.readouterr().err
+    assert json.loads(out.read_text())["smoke"]["params"] == 20
 
 
 def test_same_deploy_and_smoke_round_on_anvil(deploy_local: ModuleType, anvil_url: str) -> None:
