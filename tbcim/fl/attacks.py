@@ -158,7 +158,8 @@ def choose_attackers(n_eds: int, fraction: float, rng: np.random.Generator) -> N
 
 @dataclass
 class Adversary:
-    """One attacking ED: applies its attack from ``start_round`` on and remembers what it sent.
+    """One attacking ED: applies its attack from ``start_round`` on and remembers what it sent
+    (its last ``keep`` submissions, oldest first; a CIFAR update is 47,818 floats).
 
     The attack's randomness comes from the stream (ATTACK, seed, ED, round), so a submission does
     not depend on the order in which a runner visits the EDs.
@@ -170,7 +171,9 @@ class Adversary:
     seed: int = 0
     scale: float = 10.0
     copy_noise: float = 0.0
+    keep: int = 1  # earlier submissions remembered (replay needs the latest only)
     submitted: list[Vector] = field(default_factory=list)
+    rounds_submitted: int = 0
 
     def __post_init__(self) -> None:
         self.spec = get_attack(self.attack)
@@ -180,6 +183,8 @@ class Adversary:
             raise ConfigError("fl.attack_scale", f"must be finite, got {self.scale}")
         if not np.isfinite(self.copy_noise) or self.copy_noise < 0:
             raise ConfigError("fl.copy_noise", f"must be >= 0, got {self.copy_noise}")
+        if self.keep < 1:
+            raise ConfigError("keep", f"must remember at least one submission, got {self.keep}")
 
     def active(self, round: int) -> bool:
         return round >= self.start_round
@@ -198,5 +203,6 @@ class Adversary:
             out = self.spec.tamper(w, ctx)
         else:
             out = w.copy()
-        self.submitted.append(out.copy())
+        self.submitted = [*self.submitted, out.copy()][-self.keep :]
+        self.rounds_submitted += 1
         return out

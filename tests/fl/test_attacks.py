@@ -86,7 +86,12 @@ def test_adversary_switches_on_at_its_start_round_and_remembers() -> None:
     for r in range(5):
         out = adv.submit(r, W + r, PEERS)
         np.testing.assert_array_equal(out, W + r if r < 3 else -(W + r))
-    assert len(adv.submitted) == 5 and not adv.active(2) and adv.active(3)
+    assert adv.rounds_submitted == 5 and not adv.active(2) and adv.active(3)
+    assert len(adv.submitted) == 1 and np.array_equal(adv.submitted[0], -(W + 4))
+    two = Adversary(ed=2, attack="none", keep=2)
+    for r in range(3):
+        two.submit(r, W + r, PEERS)
+    assert [float(u[0] - W[0]) for u in two.submitted] == [1.0, 2.0]
 
 
 def test_mid_training_replayer_replays_its_last_honest_update() -> None:
@@ -113,6 +118,7 @@ def test_copier_never_copies_itself_and_is_order_independent() -> None:
         ({"scale": np.inf}, "fl.attack_scale"),
         ({"copy_noise": -0.1}, "fl.copy_noise"),
         ({"attack": "bogus"}, "fl.attack"),
+        ({"keep": 0}, "keep: must remember"),
     ],
 )
 def test_adversary_errors(kw: dict, field: str) -> None:
