@@ -38,14 +38,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def anvil_url() -> Iterator[str]:
-    """A real anvil node on a free loopback port, stopped after the test."""
+@contextlib.contextmanager
+def running_anvil(*extra_args: str, accounts: int = 20) -> Iterator[str]:
+    """A real anvil node on a free loopback port, stopped on exit."""
     if not ANVIL.exists():
         pytest.fail(f"anvil not found at {ANVIL}; run `make test` (it runs `npm ci`)")
     port = _free_port()
     proc = subprocess.Popen(
-        [str(ANVIL), "--port", str(port), "--accounts", "20", "--silent"],
+        [str(ANVIL), "--port", str(port), "--accounts", str(accounts), "--silent", *extra_args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -62,3 +62,10 @@ def anvil_url() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def anvil_url() -> Iterator[str]:
+    """A real anvil node on a free loopback port, stopped after the test."""
+    with running_anvil() as url:
+        yield url
