@@ -76,8 +76,11 @@ contract FLMarket {
     error NotRequester(address caller);
     /// @notice The task is not in the status this call needs.
     error WrongStatus(uint256 taskId, Status status);
-    /// @notice Arrays of different lengths, or empty.
-    error BadLengths(uint256 a, uint256 b);
+    /// @notice An array's length differs from the length it must match, or is zero (the same
+    ///         error, with the same arguments, as FLAggregator's).
+    /// @param expected the length required (the first array's)
+    /// @param actual the length given
+    error WrongLength(uint256 expected, uint256 actual);
     /// @notice A winner or device is the zero address or listed twice.
     error InvalidRecipient(address recipient);
     /// @notice The auction payments exceed the escrow.
@@ -119,7 +122,7 @@ contract FLMarket {
     function recordAuction(uint256 taskId, address[] calldata winners, uint256[] calldata payments) external {
         Task storage t = _requesterTask(taskId, Status.Open);
         if (winners.length == 0 || winners.length != payments.length) {
-            revert BadLengths(winners.length, payments.length);
+            revert WrongLength(winners.length, payments.length);
         }
         uint256 total;
         for (uint256 i; i < winners.length; ++i) {
@@ -175,7 +178,7 @@ contract FLMarket {
         if (payment == 0) revert NothingReceived(msg.sender, taskId);
         if (devicesPaid[taskId][msg.sender]) revert AlreadyPaid(msg.sender, taskId);
         if (devices.length == 0 || devices.length != amounts.length) {
-            revert BadLengths(devices.length, amounts.length);
+            revert WrongLength(devices.length, amounts.length);
         }
         uint256 total;
         for (uint256 i; i < devices.length; ++i) {

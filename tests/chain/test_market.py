@@ -122,8 +122,8 @@ def test_publish_and_auction_errors(node: ChainNode, market: MarketClient) -> No
     record = market.record_auction
     assert_reverts(market, lambda: record(es0, task, [es0], [1]), "NotRequester")
     assert_reverts(market, lambda: record(req, 99, [es0], [1]), "UnknownTask")
-    assert_reverts(market, lambda: record(req, task, [es0, es1], [1]), "BadLengths")
-    assert_reverts(market, lambda: record(req, task, [], []), "BadLengths")
+    assert_reverts(market, lambda: record(req, task, [es0, es1], [1]), "WrongLength")
+    assert_reverts(market, lambda: record(req, task, [], []), "WrongLength")
     assert_reverts(market, lambda: record(req, task, [es0, es0], [1, 1]), "InvalidRecipient")
     zero = "0x" + "00" * 20
     assert_reverts(market, lambda: record(req, task, [zero], [1]), "InvalidRecipient")
@@ -149,7 +149,7 @@ def test_payout_errors(node: ChainNode, market: MarketClient) -> None:
     # paying out twice: a second attestation and a second ED payment both revert
     assert_reverts(market, lambda: market.attest_accuracy(req, task, 0.9), "WrongStatus")
     assert_reverts(market, lambda: market.pay_devices(d0, task, [d1], [1]), "NothingReceived")
-    assert_reverts(market, lambda: market.pay_devices(es0, task, [d0], [1, 2]), "BadLengths")
+    assert_reverts(market, lambda: market.pay_devices(es0, task, [d0], [1, 2]), "WrongLength")
     assert_reverts(
         market, lambda: market.pay_devices(es0, task, [d0, d0], [1, 1]), "InvalidRecipient"
     )
