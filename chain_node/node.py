@@ -308,6 +308,14 @@ class ChainNode:
         self._next_producer = self.servers[self.pos.elect()]
         self._miner.begin_block(self._next_producer)
 
+    def set_stakes(self, revenues: Sequence[float]) -> None:
+        """New proof-of-stake stakes (revenue shares; 0 takes an ES out of the election, as a
+        failed ES produces no blocks). The open block's producer is elected again if it holds
+        no transaction yet."""
+        self.pos.update_revenues(revenues)
+        if not self._pending:
+            self._elect_next_producer()
+
     # ------------------------------------------------------------------ properties
     @property
     def backend(self) -> str:

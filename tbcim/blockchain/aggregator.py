@@ -250,6 +250,9 @@ class AggregatorClient:
         self.codec = FixedPointCodec(config.frac_bits)
         self.spans = config.spans
         self.histories: dict[str, HistoryState] = {}
+        self._opened: dict[int, int] = {}  # round -> block it opened in (where its logs start)
+        self._latest: GlobalModel | None = None  # re-verified against the chain on every read
+        self._scan_from = 0  # block of the latest GlobalModel log seen
 
     @classmethod
     def deploy(
@@ -342,13 +345,14 @@ class AggregatorClient:
         """Open the next round; returns its number."""
         receipt = self.node.transact(self.contract.functions.openRound(), sender=sender, role="es")
         (event,) = self.contract.events.RoundOpened().process_receipt(receipt, errors=DISCARD)
+        self._opened[int(event.args.round)] = int(receipt["blockNumber"])
         return int(event.args.round)
 
     def submitted_chunks(self, round_: int) -> list[list[tuple[str, bytes]]]:
         """Per chunk index, the (worker, chunk bytes) linked into the round's chain, in order,
         read from the ``UpdateChunks`` logs."""
         logs = self.contract.events.UpdateChunks().get_logs(
-            from_block=0, argument_filters={"round": round_}
+            from_block=self._opened.get(round_, 0), argument_filters={"round": round_}
         )
         logs = sorted(logs, key=lambda log: (log.blockNumber, log.logIndex))
         per_chunk: list[list[tuple[str, bytes]]] = [[] for _ in self.spans]
@@ -489,8 +493,28 @@ class AggregatorClient:
     # ------------------------------------------------------------------ everyone
     def global_model(self, round_: int | None = None) -> GlobalModel:
         """The global model of ``round_`` (default: the latest) and its reference, from the
-        ``GlobalChunk`` logs; the latest is checked against the chunk hashes stored on chain."""
-        done = self.contract.events.GlobalModel().get_logs(from_block=0)
+        ``GlobalChunk`` logs; the latest is checked against the chunk hashes stored on chain.
+
+        The latest model read is kept, but every call re-hashes it and compares with the hash
+        the contract stores: a copy changed off chain is never served (it is read again)."""
+        if round_ is None:
+            stored = bytes(self.contract.functions.globalModelHash().call())
+            kept = self._latest
+            if kept is not None and chunked_hash(pack_update(kept.values), self.spans) == stored:
+                reference = None if kept.reference is None else kept.reference.copy()
+                return GlobalModel(kept.round, kept.values.copy(), reference, kept.model_hash)
+            model = self._read_model(None, self._scan_from)
+            self._latest = GlobalModel(
+                model.round,
+                model.values.copy(),
+                None if model.reference is None else model.reference.copy(),
+                model.model_hash,
+            )
+            return model
+        return self._read_model(round_, 0)
+
+    def _read_model(self, round_: int | None, from_block: int) -> GlobalModel:
+        done = self.contract.events.GlobalModel().get_logs(from_block=from_block)
         if not done:
             raise TbcimError("no global model on chain yet: publish the initial model first")
         latest = max(done, key=lambda e: (e.blockNumber, e.logIndex))
@@ -499,8 +523,12 @@ class AggregatorClient:
         if not finished:
             raise TbcimError(f"no global model on chain for round {round_}")
         last = max(finished, key=lambda e: (e.blockNumber, e.logIndex))
+        if round_ is None:
+            self._scan_from = int(last.blockNumber)
         logs = self.contract.events.GlobalChunk().get_logs(
-            from_block=0, to_block=last.blockNumber, argument_filters={"round": wanted}
+            from_block=0 if wanted == 0 else self._opened.get(wanted, 0),
+            to_block=last.blockNumber,
+            argument_filters={"round": wanted},
         )
         chunks: dict[int, Any] = {}
         for log in sorted(logs, key=lambda e: (e.blockNumber, e.logIndex)):

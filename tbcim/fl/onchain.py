@@ -1,0 +1,208 @@
+"""FL rounds on chain (TBCIM section II-A, Fig. 3): every update travels as a transaction.
+
+Each round, every live ED reads the global model **from the chain** (the ``GlobalChunk`` logs,
+checked against the chunk hashes the contract stores), trains from it (the task's
+:class:`~tbcim.fl.task.UpdateSource`), and its update is screened
+(:func:`~tbcim.fl.client.screen_updates`: NaN, ±inf or out-of-range updates are set aside with
+the ED named, the rest go on), quantised with the shared codec, committed and submitted. After
+the deadline a live ES aggregates chunk by chunk; the next round trains from the model read back
+from the chain. No Python copy of the model is carried between rounds.
+
+Failed ESs (section V, Fig. 12): while ES s is down it has no stake in the proof-of-stake
+election (so it produces no blocks), it neither opens nor aggregates rounds, and its EDs cannot
+reach the chain, so they sit the round out and rejoin afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tbcim.blockchain.aggregator import AggregatorClient, AggregatorConfig
+from tbcim.blockchain.codec import Verdict
+from tbcim.errors import ConfigError
+from tbcim.fl.client import screen_updates
+from tbcim.fl.model import Evaluation
+
+if TYPE_CHECKING:
+    from chain_node.node import ChainNode
+
+Vector = NDArray[np.float64]
+
+
+class ChainTask(Protocol):
+    """What the on-chain loop needs from a task: updates to submit and a test to score on."""
+
+    @property
+    def num_params(self) -> int: ...
+
+    @property
+    def data_sizes(self) -> NDArray[np.int64]: ...
+
+    @property
+    def initial_params(self) -> Vector: ...
+
+    def submissions(
+        self, params: Vector, round: int, participants: Collection[int]
+    ) -> dict[int, Vector]: ...
+
+    def evaluate(self, params: Vector) -> Evaluation: ...
+
+
+@dataclass(frozen=True)
+class Failure:
+    """ESs ``servers`` are down in FL rounds [start, end) (0-based)."""
+
+    servers: tuple[int, ...]
+    start: int
+    end: int
+
+    def down(self, round: int) -> set[int]:
+        return set(self.servers) if self.start <= round < self.end else set()
+
+
+@dataclass(frozen=True)
+class ChainRound:
+    """One FL round on chain, as the run folder records it."""
+
+    round: int  # FL round, 0-based
+    chain_round: int  # the aggregator's round number (1-based)
+    accuracy: float
+    loss: float
+    participants: tuple[int, ...]
+    accepted: tuple[int, ...]  # included in FedAvg
+    rejected: dict[int, str]  # ED -> why (screening, a verdict, or the norm bound)
+    failed_servers: tuple[int, ...]
+    gas: int  # every transaction of the round
+    ed_gas: dict[int, int]  # each participant's gas (commitment and chunks)
+    train_seconds: float
+    chain_seconds: float
+    model_hash: str
+
+
+@dataclass
+class OnChainFL:
+    """A task's FL on one aggregator shared by ``n_servers`` ESs; ED i belongs to ES
+    ``owners[i]``. EDs are the node's device accounts, ESs its server accounts."""
+
+    node: ChainNode
+    task: ChainTask
+    owners: Sequence[int]
+    config: AggregatorConfig | None = None
+    client: AggregatorClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        n_eds = len(self.task.data_sizes)
+        if len(self.owners) != n_eds:
+            raise ConfigError("owners", f"need one ES per ED ({n_eds}), got {len(self.owners)}")
+        if n_eds > len(self.node.devices):
+            raise ConfigError("eds", f"{n_eds} EDs but the chain has {len(self.node.devices)}")
+        n_servers = max(self.owners) + 1
+        if min(self.owners) < 0 or n_servers > len(self.node.servers):
+            raise ConfigError("owners", f"ES indices must lie in [0, {len(self.node.servers)})")
+        config = self.config or AggregatorConfig(num_params=self.task.num_params, max_workers=n_eds)
+        if config.num_params != self.task.num_params:
+            raise ConfigError(
+                "num_params",
+                f"the aggregator has {config.num_params}, the model {self.task.num_params}",
+            )
+        sizes = [int(n) for n in self.task.data_sizes]
+        self.servers = list(self.node.servers[:n_servers])
+        declared = [
+            sum(n for n, o in zip(sizes, self.owners, strict=True) if o == s)
+            for s in range(n_servers)
+        ]
+        self.client = AggregatorClient.deploy(
+            self.node,
+            config,
+            self.servers,
+            [max(d, 1) for d in declared],
+            publisher=self.node.requester,
+        )
+        self.devices: list[str] = [str(d) for d in self.node.devices[:n_eds]]
+        for ed, (device, size) in enumerate(zip(self.devices, sizes, strict=True)):
+            self.client.register_worker(self.servers[self.owners[ed]], device, size)
+        codec = self.client.codec
+        initial = codec.quantize(self.task.initial_params, "initial model")
+        self.client.publish_initial_model(initial, publisher=self.node.requester)
+        self._stakes = [1.0] * len(self.node.servers)
+
+    def global_params(self) -> Vector:
+        """The current global model, read from the chain and dequantised."""
+        return self.client.codec.dequantize(self.client.global_model().values)
+
+    def run_round(self, round: int, down: Collection[int] = ()) -> ChainRound:
+        """One FL round with ESs ``down`` failed (see the module docstring)."""
+        live = [s for s in range(len(self.servers)) if s not in down]
+        if not live:
+            raise ConfigError("failures", f"every ES is down in round {round}")
+        self.node.set_stakes([0.0 if s in down else w for s, w in enumerate(self._stakes)])
+        participants = [ed for ed, owner in enumerate(self.owners) if owner not in down]
+        params = self.global_params()
+        started = time.perf_counter()
+        raw = self.task.submissions(params, round, participants)
+        train_seconds = time.perf_counter() - started
+        codec = self.client.codec
+        screened = screen_updates(raw, self.task.num_params, codec)
+        rejected: dict[int, str] = dict(screened.rejected)
+        chain_started = time.perf_counter()
+        ledger_start = len(self.node.ledger.entries)
+        chain_round = self.client.open_round(self.servers[live[0]])
+        quantised = {
+            self.devices[ed]: codec.quantize(u, f"update of ED {ed}")
+            for ed, u in screened.valid.items()
+        }
+        subs = self.client.submit_round(chain_round, quantised) if quantised else []
+        self.client.wait_for_deadline(chain_round)
+        ed_of: dict[str, int] = {device: ed for ed, device in enumerate(self.devices)}
+        ed_gas = {ed_of[s.device]: s.gas_used for s in subs}
+        for s in subs:
+            if not s.accepted:
+                rejected[ed_of[s.device]] = Verdict(s.verdict).name
+        if any(s.accepted for s in subs):
+            aggregation = self.client.aggregate(chain_round, self.servers[live[-1]])
+            for device in aggregation.excluded:
+                rejected[ed_of[device]] = Verdict.NORM_BOUND.name
+        accepted = tuple(
+            sorted(ed_of[s.device] for s in subs if s.accepted and ed_of[s.device] not in rejected)
+        )
+        model = self.client.global_model()
+        chain_seconds = time.perf_counter() - chain_started
+        gas = sum(e.gas_used for e in self.node.ledger.entries[ledger_start:])
+        evaluation = self.task.evaluate(codec.dequantize(model.values))
+        return ChainRound(
+            round=round,
+            chain_round=chain_round,
+            accuracy=evaluation.accuracy,
+            loss=evaluation.loss,
+            participants=tuple(participants),
+            accepted=accepted,
+            rejected=dict(sorted(rejected.items())),
+            failed_servers=tuple(sorted(down)),
+            gas=gas,
+            ed_gas=ed_gas,
+            train_seconds=train_seconds,
+            chain_seconds=chain_seconds,
+            model_hash="0x" + model.model_hash.hex(),
+        )
+
+    def run(
+        self,
+        rounds: int,
+        failures: Sequence[Failure] = (),
+        on_round: Callable[[ChainRound], None] | None = None,
+    ) -> list[ChainRound]:
+        """``rounds`` FL rounds; ``on_round`` sees each as it completes (progress lines)."""
+        records = []
+        for r in range(rounds):
+            down = set().union(*(f.down(r) for f in failures)) if failures else set()
+            record = self.run_round(r, down)
+            records.append(record)
+            if on_round is not None:
+                on_round(record)
+        return records
