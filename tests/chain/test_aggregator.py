@@ -24,13 +24,26 @@ FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
 
 
 def make_task(
-    node: ChainNode, sizes: Sequence[int] = SIZES, *, reference: np.ndarray | None = None, **cfg: float
+    node: ChainNode,
+    sizes: Sequence[int] = SIZES,
+    *,
+    reference: np.ndarray | None = None,
+    **cfg: float,
 ) -> AggregatorClient:
     """A task shared by the node's ESs, EDs registered round-robin, initial model published."""
     devices = node.devices[: len(sizes)]
     owner = {d: node.servers[i % len(node.servers)] for i, d in enumerate(devices)}
-    declared = [sum(s for d, s in zip(devices, sizes) if owner[d] == es) or 1 for es in node.servers]
-    settings = {"num_params": D, "chunk_words": 1, "max_workers": len(sizes), "round_blocks": 3}
+    declared = [
+        sum(s for d, s in zip(devices, sizes, strict=True) if owner[d] == es) or 1
+        for es in node.servers
+    ]
+    settings = {
+        "num_params": D,
+        "chunk_words": 1,
+        "max_workers": len(sizes),
+        "round_blocks": 2,
+        "commit_blocks": 0,  # on in its own test; off here to keep the rounds short
+    }
     config = AggregatorConfig(**{**settings, **cfg})  # type: ignore[arg-type]
     client = AggregatorClient.deploy(node, config, node.servers, declared, publisher=node.requester)
     for device, size in zip(devices, sizes, strict=True):
@@ -40,7 +53,9 @@ def make_task(
     return client
 
 
-def run_round(client: AggregatorClient, updates: dict[str, np.ndarray]) -> tuple[list[Submission], list[str]]:
+def run_round(
+    client: AggregatorClient, updates: dict[str, np.ndarray]
+) -> tuple[list[Submission], list[str]]:
     """Open, commit and submit, aggregate (by the last ES); returns outcomes and exclusions."""
     node = client.node
     round_ = client.open_round(node.servers[0])
@@ -50,9 +65,14 @@ def run_round(client: AggregatorClient, updates: dict[str, np.ndarray]) -> tuple
     return subs, aggregation.excluded
 
 
-def honest(rng: np.random.Generator, direction: np.ndarray, devices: Sequence[str]) -> dict[str, np.ndarray]:
+def honest(
+    rng: np.random.Generator, direction: np.ndarray, devices: Sequence[str]
+) -> dict[str, np.ndarray]:
     """Non-IID-like honest updates: a shared direction plus large per-ED noise."""
-    return {d: np.rint(direction + rng.normal(0, 0.6 * np.abs(direction).mean(), D)).astype(np.int64) for d in devices}
+    return {
+        d: np.rint(direction + rng.normal(0, 0.6 * np.abs(direction).mean(), D)).astype(np.int64)
+        for d in devices
+    }
 
 
 def verdicts(subs: list[Submission]) -> dict[str, Verdict]:
@@ -64,7 +84,9 @@ def node() -> ChainNode:
     return ChainNode.embedded(n_servers=2, n_devices=len(SIZES), seed=3)
 
 
-def test_fedavg_of_included_updates_matches_numpy_and_becomes_the_reference(node: ChainNode) -> None:
+def test_fedavg_of_included_updates_matches_numpy_and_becomes_the_reference(
+    node: ChainNode,
+) -> None:
     """Several chunks, two ESs: the chain's model is codec FedAvg bit for bit, within half a step
     of float FedAvg, and the reference the EDs read next is the round's mean update."""
     client = make_task(node)
@@ -81,7 +103,9 @@ def test_fedavg_of_included_updates_matches_numpy_and_becomes_the_reference(node
         onchain = client.global_model()
         assert np.array_equal(onchain.values, model)
         assert onchain.reference is not None and np.array_equal(onchain.reference, mean)
-        exact = previous + (np.array(weights)[:, None] * np.stack([updates[d] for d in included])).sum(0) / sum(weights)
+        exact = previous + (
+            np.array(weights)[:, None] * np.stack([updates[d] for d in included])
+        ).sum(0) / sum(weights)
         assert np.max(np.abs(onchain.values - exact)) <= 0.5
     assert client.num_chunks == 3
 
@@ -119,7 +143,9 @@ def test_initial_reference_rejects_the_attacker_in_round_one(node: ChainNode) ->
     assert sum(s.accepted for s in subs) == len(SIZES) - 1
 
 
-def test_slowly_turning_attacker_is_rejected_before_it_turns_against_the_task(node: ChainNode) -> None:
+def test_slowly_turning_attacker_is_rejected_before_it_turns_against_the_task(
+    node: ChainNode,
+) -> None:
     """Item 1: an attacker that tilts each update just inside its own-history threshold went from
     cosine +1 to -0.998 with the honest direction, every update accepted. The shared reference
     stops it: no update of it with cosine below epsilon to the honest mean is ever accepted."""
@@ -132,12 +158,19 @@ def test_slowly_turning_attacker_is_rejected_before_it_turns_against_the_task(no
     orthogonal *= np.linalg.norm(direction) / np.linalg.norm(orthogonal)
     attacker = node.devices[-1]
     rejected_at = None
-    for step in range(8):
-        angle = step * np.pi / 7  # 0 .. 180 degrees
+    for step in range(5):
+        angle = step * np.pi / 4  # 0, 45, 90, 135, 180 degrees
         updates = honest(rng, direction, node.devices[:-1])
-        updates[attacker] = np.rint(np.cos(angle) * direction + np.sin(angle) * orthogonal).astype(np.int64)
+        updates[attacker] = np.rint(np.cos(angle) * direction + np.sin(angle) * orthogonal).astype(
+            np.int64
+        )
         subs, _ = run_round(client, updates)
-        cos_true = float(updates[attacker] @ direction / np.linalg.norm(updates[attacker]) / np.linalg.norm(direction))
+        cos_true = float(
+            updates[attacker]
+            @ direction
+            / np.linalg.norm(updates[attacker])
+            / np.linalg.norm(direction)
+        )
         accepted = verdicts(subs)[attacker] == Verdict.ACCEPTED
         if accepted:
             assert cos_true > eps - 0.3  # the reference is the noisy honest mean, not `direction`
@@ -145,7 +178,7 @@ def test_slowly_turning_attacker_is_rejected_before_it_turns_against_the_task(no
             rejected_at = step
         if cos_true < 0:
             assert not accepted
-    assert rejected_at is not None and rejected_at <= 4
+    assert rejected_at is not None and rejected_at <= 2
 
 
 def test_an_orthogonal_update_is_rejected_by_the_default_thresholds(node: ChainNode) -> None:
@@ -153,7 +186,9 @@ def test_an_orthogonal_update_is_rejected_by_the_default_thresholds(node: ChainN
     The defaults now have epsilon > 0 for both rules."""
     config = AggregatorConfig(num_params=D)
     assert config.reference_epsilon > 0 and config.history_epsilon > 0
-    client = make_task(node, reference_epsilon=config.reference_epsilon, history_epsilon=config.history_epsilon)
+    client = make_task(
+        node, reference_epsilon=config.reference_epsilon, history_epsilon=config.history_epsilon
+    )
     rng = np.random.default_rng(4)
     direction = rng.normal(0, 400, D)
     run_round(client, honest(rng, direction, node.devices))
@@ -190,7 +225,7 @@ def test_commit_reveal_stops_a_noisy_copy(node: ChainNode) -> None:
     """Item 4: a lazy device copies another's revealed update with a little noise, which no
     exact-hash check catches. With commit-reveal it must commit before anyone reveals, so its
     reveal does not match its commitment."""
-    client = make_task(node, commit_blocks=2)
+    client = make_task(node, commit_blocks=2, round_blocks=4)
     rng = np.random.default_rng(6)
     direction = rng.normal(0, 400, D)
     run_round(client, honest(rng, direction, node.devices))
@@ -220,7 +255,9 @@ def test_a_relayed_submission_cannot_halt_the_round(node: ChainNode) -> None:
     sizes = SIZES[:-1]
     devices = node.devices[: len(sizes)]
     declared = [1000, 1000]
-    config = AggregatorConfig(num_params=D, chunk_words=1, max_workers=len(SIZES), round_blocks=3, commit_blocks=0)
+    config = AggregatorConfig(
+        num_params=D, chunk_words=1, max_workers=len(SIZES), round_blocks=3, commit_blocks=0
+    )
     client = AggregatorClient.deploy(node, config, node.servers, declared, publisher=node.requester)
     for i, (device, size) in enumerate(zip(devices, sizes, strict=True)):
         client.register_worker(node.servers[i % 2], device, size)
@@ -233,7 +270,9 @@ def test_a_relayed_submission_cannot_halt_the_round(node: ChainNode) -> None:
     relayed = np.rint(direction).astype(np.int64)
     plan = client._plan(relay.address, relayed, b"")
     data = client._submit_fn(round_, plan, 0, client.num_chunks)._encode_transaction_data()
-    node.transact(relay.functions.forward(client.contract.address, data), sender=node.devices[-1], role="ed")
+    node.transact(
+        relay.functions.forward(client.contract.address, data), sender=node.devices[-1], role="ed"
+    )
     assert client.worker(relay.address)["acceptedRound"] == round_
     client.wait_for_deadline(round_)
     client.aggregate(round_, node.servers[1])
@@ -279,7 +318,7 @@ def test_the_history_window_restarts_instead_of_locking_a_device_out(node: Chain
     client = make_task(node, history_window=2)
     rng = np.random.default_rng(11)
     direction = rng.normal(0, 400, D)
-    for _ in range(4):
+    for _ in range(3):
         subs, _ = run_round(client, honest(rng, direction, node.devices))
         assert all(s.accepted for s in subs)
     assert client.worker(node.devices[0])["historyCount"] in (1, 2)
