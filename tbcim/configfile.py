@@ -104,8 +104,9 @@ def _is_number(value: Any) -> bool:
 def check_value(value: Any, kind: Any, field: str) -> Any:
     """``value`` checked against the type ``kind``; ints become floats where a float is due.
 
-    Supported: ``int``, ``float``, ``str``, ``bool``, ``X | None`` and tuples of numbers
-    (``tuple[float, ...]``, ``tuple[float, float]``; the length is the caller's check).
+    Supported: ``int``, ``float``, ``str``, ``bool``, ``X | None``, tuples of numbers
+    (``tuple[float, ...]``, ``tuple[float, float]``; the length is the caller's check) and of
+    integers (``tuple[int, ...]``).
     """
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
@@ -115,6 +116,13 @@ def check_value(value: Any, kind: Any, field: str) -> Any:
         if len(inner) != 1:
             raise TypeError(f"{field}: unsupported config type {kind!r}")
         return check_value(value, inner[0], field)
+    if origin is tuple and args and args[0] is int:
+        ints = isinstance(value, list | tuple) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+        if not ints:
+            raise ConfigError(field, f"must be a list of integers, got {value!r}")
+        return tuple(value)
     if origin is tuple:
         if not isinstance(value, list | tuple) or not all(_is_number(v) for v in value):
             raise ConfigError(field, f"must be a list of numbers, got {value!r}")

@@ -14,10 +14,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tbcim.cli import auction, matching, pricing
+from tbcim.cli import auction, fl, matching, pricing
 from tbcim.errors import TbcimError
 
-COMMANDS = (pricing, auction, matching)
+COMMANDS = (pricing, auction, matching, fl)
 
 
 def build_parser() -> argparse.ArgumentParser:
