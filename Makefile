@@ -22,13 +22,15 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Deploy the contracts to the embedded chain and run a smoke round (gas from receipts), then
-# price every ES's EDs with the g_e just measured on that chain.
+# Deploy the contracts to the embedded chain and run a smoke round (gas from receipts), price
+# every ES's EDs with the g_e just measured on that chain, then run BCFL on chain: PyTorch
+# clients on digits, every update through the aggregator, attackers and a failed ES.
 demo: setup
 	mkdir -p $(RESULTS)
 	$(BIN)/python scripts/deploy_local.py --json $(RESULTS)/deploy.json
 	$(BIN)/tbcim pricing --seed 0 --gas-ledger $(RESULTS)/deploy.json \
 		--json $(RESULTS)/pricing.json --png $(RESULTS)/pricing.png
+	$(BIN)/tbcim fl run --config configs/fl/demo.toml --out $(RESULTS)/fl-demo
 
 test: setup
 	$(BIN)/python -m pytest -q
