@@ -356,6 +356,37 @@ def test_fedavg_stays_exact_when_several_servers_declare_the_maximum() -> None:
     assert client.global_model().values.tolist() == expected.tolist()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 8 (threat model): commit-reveal stops copies within a round only; another "
+    "ED's previous-round update plus noise is accepted, and docs/contracts.md does not say so",
+)
+def test_commit_reveal_stops_a_noisy_copy_of_last_rounds_update() -> None:
+    """docs/contracts.md: 'A lazy device that copies a revealed update with noise is stopped by
+    commit-reveal'. Only within a round: every update of round r is public in its UpdateChunks
+    log before the commit window of round r + 1 opens, so a lazy ED commits to an honest ED's
+    round-r update plus one LSB of noise and is accepted (and paid). The threat model lists
+    replaying the global update plus noise as undetectable, not another ED's update; either
+    say so there or compare each update with the previous round's accepted ones."""
+    node = ChainNode.embedded(n_servers=1, n_devices=3, seed=18)
+    client = make_task(node, [10, 10, 10])
+    worker, other, lazy = node.devices[:3]
+    rng = np.random.default_rng(9)
+    h = rng.normal(0, 400, D)
+    first: dict[str, np.ndarray] = {
+        worker: np.rint(h + rng.normal(0, 150, D)).astype(np.int64),
+        other: np.rint(h + rng.normal(0, 150, D)).astype(np.int64),
+    }
+    assert all(v == Verdict.ACCEPTED for v in play_round(client, first).values())
+    second: dict[str, np.ndarray] = {
+        worker: np.rint(h + rng.normal(0, 150, D)).astype(np.int64),
+        lazy: first[worker] + rng.integers(-1, 2, D),
+    }
+    verdicts = play_round(client, second)
+    assert verdicts[worker] == Verdict.ACCEPTED
+    assert verdicts[lazy] != Verdict.ACCEPTED
+
+
 # ====================================================================== resisted attacks
 
 
