@@ -321,3 +321,22 @@ def test_cli_trains_and_evaluates_ranet_exact(tmp_path: Path, capsys) -> None:
     ckpt = ["--checkpoint", str(tmp_path / "c.ckpt")]
     assert main([*train, "--preset", "smoke", *ckpt, "--out", model]) == 2
     assert "ranet-exact trains in minutes and has no checkpoints" in capsys.readouterr().err
+
+
+def test_registry_builds_analytic_mechanisms_by_name(single3, small_tbcim) -> None:
+    from tbcim.auction.registry import (
+        ANALYTIC,
+        DEFAULT_LEARNED,
+        LEARNED,
+        analytic_mechanism,
+    )
+
+    assert DEFAULT_LEARNED in LEARNED
+    for name in ANALYTIC:
+        setting = small_tbcim if name == "capped-vcg" else single3
+        mechanism = analytic_mechanism(name, setting)
+        assert mechanism.name == name and isinstance(mechanism, Mechanism)
+    with pytest.raises(ConfigError, match="is learned: load it from a model file"):
+        analytic_mechanism("ranet-exact", single3)
+    with pytest.raises(ConfigError, match="unknown mechanism 'vickrey'"):
+        analytic_mechanism("vickrey", single3)
