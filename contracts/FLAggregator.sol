@@ -23,6 +23,8 @@ import "./FLVectors.sol";
 ///         data-weighted median accepted norm are excluded. The rest are averaged (FedAvg
 ///         weighted by data size); the new model and the mean update (the next reference) are
 ///         emitted chunk by chunk, with their hashes in storage.
+///         The fixed-point scale (fractional bits) is the clients' business: the arithmetic is
+///         scale-free.
 /// @dev    Vectors never touch storage: they travel in calldata and logs, and storage holds keccak
 ///         commitments. Every accepted update's bytes are in its own `UpdateChunks` log, so
 ///         aggregation never depends on a top-level transaction's input. Encoding (see
@@ -38,18 +40,19 @@ import "./FLVectors.sol";
 contract FLAggregator {
     // ------------------------------------------------------------------ constants
     /// @notice Largest allowed history unit (the unit vector's scale).
-    uint256 public constant MAX_UNIT_SCALE = 2 ** 24;
-    /// @notice Largest allowed sum of registered data sizes (keeps 64-bit SWAR lanes exact).
-    uint256 public constant MAX_TOTAL_DATA = 2 ** 48 - 1;
+    uint256 private constant MAX_UNIT_SCALE = 2 ** 24;
+    /// @notice Largest allowed sum of declared data sizes: FedAvg weights are data sizes times
+    ///         a 16-bit clipping factor, and sum_k n'_k (w + 2^15) must stay below 2^64.
+    uint256 private constant MAX_TOTAL_DATA = 2 ** 32 - 1;
     /// @notice Largest allowed model size in parameters.
-    uint256 public constant MAX_PARAMS = 2 ** 18;
+    uint256 private constant MAX_PARAMS = 2 ** 18;
     /// @notice Largest transaction that geth's and reth's pools accept (bytes).
-    uint256 public constant MAX_TX_BYTES = 131_072;
+    uint256 private constant MAX_TX_BYTES = 131_072;
     /// @notice EIP-7825's per-transaction gas cap.
-    uint256 public constant MAX_TX_GAS = 2 ** 24;
+    uint256 private constant MAX_TX_GAS = 2 ** 24;
     /// @notice Bytes of a transaction besides its ABI arguments (selector, RLP envelope,
     ///         signature, fees), a generous bound used by the size checks.
-    uint256 public constant TX_OVERHEAD_BYTES = 1024;
+    uint256 private constant TX_OVERHEAD_BYTES = 1024;
 
     /// @notice Why an update was rejected (0 = accepted).
     enum Verdict {
@@ -66,7 +69,6 @@ contract FLAggregator {
 
     /// @notice Deployment parameters (all checked by the constructor).
     /// @param numParams model size d (1..MAX_PARAMS)
-    /// @param fracBits fractional bits of the fixed-point values (0..15; informational)
     /// @param chunkWords 256-bit words per chunk (a chunk is the unit of submission and
     ///        aggregation; the constructor checks that every transaction fits the limits)
     /// @param maxWorkers registered EDs allowed (bounds an aggregation transaction)
@@ -78,11 +80,13 @@ contract FLAggregator {
     ///        off); a full window starts afresh, so no ED is ever locked out
     /// @param historyEpsilonPpm threshold of the paper's mean-cosine rule, in ppm
     /// @param referenceEpsilonPpm threshold of the cosine with the last global update, in ppm
-    /// @param normBoundPpm k in ppm (>= 1e6): |w| <= k * weighted median accepted |w|
+    /// @param normBoundPpm k in ppm (>= 1e6): an update with |w| > k * the round's weighted
+    ///        median accepted |w| is left out of FedAvg
+    /// @param clipPpm c in ppm: each included update is scaled down to at most c * that median
+    ///        before averaging (norm clipping; 0 = no clipping)
     /// @param unitScale integer length of a unit vector in the history (1..MAX_UNIT_SCALE)
     struct Settings {
         uint32 numParams;
-        uint8 fracBits;
         uint32 chunkWords;
         uint32 maxWorkers;
         uint32 commitBlocks;
@@ -92,6 +96,7 @@ contract FLAggregator {
         int32 historyEpsilonPpm;
         int32 referenceEpsilonPpm;
         uint32 normBoundPpm;
+        uint32 clipPpm;
         uint32 unitScale;
     }
 
@@ -127,8 +132,11 @@ contract FLAggregator {
         uint32 saturated; // clamped lanes of the new model
         bool aggregating;
         bool closed;
-        uint64 includedData; // FedAvg denominator
+        uint64 includedData; // data of the included updates (FedAvg denominator / 2^16)
         uint64 normThreshold16; // norm bound in units of 2^-16
+        uint64 clipNorm16; // clipping norm in units of 2^-16 (0 = none)
+        uint64 lastProgress; // block of the latest aggregation step
+        uint256 clippedWeight; // sum of the included updates' clipped weights n'_k
         uint256 meanNormSquared; // |mean update|^2, accumulated over chunks
     }
 
@@ -141,26 +149,26 @@ contract FLAggregator {
     uint256 public immutable chunkWords;
     /// @notice Chunks per update.
     uint256 public immutable numChunks;
-    /// @notice Fractional bits of the fixed-point encoding.
-    uint8 public immutable fracBits;
     /// @notice Registered EDs allowed.
-    uint256 public immutable maxWorkers;
+    uint256 private immutable maxWorkers;
     /// @notice Commit window in blocks (0 = no commit-reveal).
-    uint64 public immutable commitBlocks;
+    uint64 private immutable commitBlocks;
     /// @notice Submission window in blocks.
-    uint64 public immutable roundBlocks;
+    uint64 private immutable roundBlocks;
     /// @notice Grace period in blocks.
-    uint64 public immutable graceBlocks;
+    uint64 private immutable graceBlocks;
     /// @notice History window of the paper's rule (0 = rule off).
-    uint256 public immutable historyWindow;
+    uint256 private immutable historyWindow;
     /// @notice Threshold of the paper's mean-cosine rule in ppm.
-    int256 public immutable historyEpsilonPpm;
+    int256 private immutable historyEpsilonPpm;
     /// @notice Threshold of the cosine with the last global update in ppm.
-    int256 public immutable referenceEpsilonPpm;
+    int256 private immutable referenceEpsilonPpm;
     /// @notice Norm bound k in ppm.
-    uint256 public immutable normBoundPpm;
+    uint256 private immutable normBoundPpm;
+    /// @notice Clipping level c in ppm of the weighted median norm (0 = no clipping).
+    uint256 private immutable clipPpm;
     /// @notice Integer length of a unit vector in the history.
-    uint256 public immutable unitScale;
+    uint256 private immutable unitScale;
     /// @notice Who publishes the initial model (the requester or its market contract).
     address public immutable publisher;
     uint256 private immutable paddingMask;
@@ -188,7 +196,12 @@ contract FLAggregator {
     bool public hasReference;
     /// @notice |reference|^2 (integer lanes).
     uint256 public referenceNormSquared;
-    uint256 private generation;
+    /// @notice Hash chain of the current reference's chunks (0 = none).
+    bytes32 public referenceHash;
+    uint256 private generation; // which model chunk hashes are current (0 or 1)
+    uint256 private refGeneration; // which reference chunk hashes are current (0 or 1)
+    bytes32 private pendingModelHash; // running hash of the chunks published / aggregated so far
+    bytes32 private pendingReferenceHash;
     mapping(uint256 gen => mapping(uint256 chunk => bytes32)) private modelChunk;
     mapping(uint256 gen => mapping(uint256 chunk => bytes32)) private referenceChunk;
     /// @notice Registered EDs.
@@ -200,8 +213,7 @@ contract FLAggregator {
     mapping(address worker => Pending) private pending;
     /// @notice Round in which an update hash was accepted (0 = never).
     mapping(bytes32 updateHash => uint256) public acceptedIn;
-    /// @notice Rounds by number.
-    mapping(uint256 round => Round) public rounds;
+    mapping(uint256 round => Round) private roundState;
     mapping(uint256 round => address[]) private acceptedWorkers;
     /// @notice keccak chain over (worker, chunk hash) of every chunk submitted in a round,
     ///         per chunk index, in submission order.
@@ -319,7 +331,6 @@ contract FLAggregator {
         uint256[] memory declaredData_
     ) {
         if (s.numParams == 0 || s.numParams > MAX_PARAMS) revert InvalidParameter("numParams");
-        if (s.fracBits > 15) revert InvalidParameter("fracBits");
         if (s.chunkWords == 0) revert InvalidParameter("chunkWords");
         if (s.maxWorkers == 0) revert InvalidParameter("maxWorkers");
         if (s.roundBlocks == 0) revert InvalidParameter("roundBlocks");
@@ -344,7 +355,6 @@ contract FLAggregator {
         numWords = words;
         chunkWords = chunk;
         numChunks = (words + chunk - 1) / chunk;
-        fracBits = s.fracBits;
         maxWorkers = s.maxWorkers;
         commitBlocks = s.commitBlocks;
         roundBlocks = s.roundBlocks;
@@ -353,14 +363,17 @@ contract FLAggregator {
         historyEpsilonPpm = s.historyEpsilonPpm;
         referenceEpsilonPpm = s.referenceEpsilonPpm;
         normBoundPpm = s.normBoundPpm;
+        clipPpm = s.clipPpm;
         unitScale = s.unitScale;
         publisher = publisher_;
         uint256 used = uint256(s.numParams) % LANES;
         paddingMask = used == 0 ? 0 : type(uint256).max << (16 * used);
+        uint256 declaredTotal;
         for (uint256 i; i < servers_.length; ++i) {
             address es = servers_[i];
             if (es == address(0) || serverId[es] != 0) revert InvalidParameter("servers");
-            if (declaredData_[i] == 0 || declaredData_[i] > MAX_TOTAL_DATA) {
+            declaredTotal += declaredData_[i];
+            if (declaredData_[i] == 0 || declaredTotal > MAX_TOTAL_DATA) {
                 revert InvalidParameter("declaredData");
             }
             servers.push(es);
@@ -384,7 +397,9 @@ contract FLAggregator {
         submitGas = 21_000 + 40 * submitBytes + 6_000 * chunk + 400_000;
         // previous chunk, one chunk per worker, worker addresses, ABI offsets and lengths.
         aggregateBytes = TX_OVERHEAD_BYTES + WORD * (chunk * (workers + 1) + 3 * workers + 8);
-        aggregateGas = 21_000 + 40 * aggregateBytes + (400 * chunk + 30_000) * (workers + 1) + 400_000;
+        // the first call also sorts the accepted norms (insertion sort, about 630 gas a step)
+        aggregateGas = 21_000 + 40 * aggregateBytes + (400 * chunk + 30_000) * (workers + 1) + 400_000
+            + 400 * workers * workers;
     }
 
     function _checkLimits(uint256 chunk, uint256 workers) private pure {
@@ -442,22 +457,29 @@ contract FLAggregator {
         if (chunk > 0 && (ref.length == 0) != (referenceChunk[0][0] == 0)) {
             revert WrongLength(model.length, ref.length);
         }
-        modelChunk[0][chunk] = _hashCalldata(model);
+        bytes32 h = _hashCalldata(model);
+        modelChunk[0][chunk] = h;
+        pendingModelHash = keccak256(abi.encode(chunk == 0 ? bytes32(0) : pendingModelHash, h));
         uint256 refSq;
         if (ref.length != 0) {
             _checkPacked(ref, chunk);
-            referenceChunk[0][chunk] = _hashCalldata(ref);
+            h = _hashCalldata(ref);
+            referenceChunk[0][chunk] = h;
+            pendingReferenceHash =
+                keccak256(abi.encode(chunk == 0 ? bytes32(0) : pendingReferenceHash, h));
             (refSq,) = _refPass(ref, ref);
         }
         emit GlobalChunk(0, chunk, model, ref);
         referenceNormSquared += refSq;
         publishedChunks = chunk + 1;
         if (chunk + 1 == numChunks) {
-            bytes32 h = _modelHash(0);
-            globalModelHash = h;
-            hasReference = referenceNormSquared != 0;
+            globalModelHash = pendingModelHash;
+            if (referenceNormSquared != 0) {
+                hasReference = true;
+                referenceHash = pendingReferenceHash;
+            }
             openDeadline = uint64(block.number) + graceBlocks;
-            emit GlobalModel(0, h, 0, 0, 0);
+            emit GlobalModel(0, pendingModelHash, 0, 0, 0);
         }
     }
 
@@ -469,15 +491,14 @@ contract FLAggregator {
         if (globalModelHash == 0) revert ModelNotPublished();
         uint64 cur = currentRound;
         if (cur != 0) {
-            Round storage last = rounds[cur];
+            Round storage last = roundState[cur];
             if (!last.closed) {
                 if (block.number <= last.deadline) revert RoundStillOpen(cur);
                 bool abandoned = last.accepted != 0;
-                if (abandoned && block.number <= uint256(last.deadline) + 2 * graceBlocks) {
-                    revert RoundStillOpen(cur);
-                }
+                uint256 progress = last.lastProgress > last.deadline ? last.lastProgress : last.deadline;
+                if (abandoned && block.number <= progress + 2 * graceBlocks) revert RoundStillOpen(cur);
                 last.closed = true;
-                openDeadline = uint64(block.number);
+                if (openDeadline < last.deadline + graceBlocks) openDeadline = last.deadline + graceBlocks;
                 emit RoundSkipped(cur, abandoned);
             }
         }
@@ -486,8 +507,8 @@ contract FLAggregator {
         currentRound = round;
         uint64 commitDeadline = uint64(block.number) + commitBlocks;
         uint64 deadline = commitDeadline + roundBlocks;
-        rounds[round].commitDeadline = commitDeadline;
-        rounds[round].deadline = deadline;
+        roundState[round].commitDeadline = commitDeadline;
+        roundState[round].deadline = deadline;
         emit RoundOpened(round, commitDeadline, deadline);
     }
 
@@ -507,7 +528,7 @@ contract FLAggregator {
         address[] calldata submitters,
         bytes[] calldata chunks
     ) external {
-        Round storage rd = rounds[round];
+        Round storage rd = roundState[round];
         if (round == 0 || round != currentRound) revert RoundNotOpen(round);
         if (rd.closed) revert RoundClosed(round);
         if (block.number <= rd.deadline) revert DeadlineNotReached(round, rd.deadline);
@@ -517,29 +538,41 @@ contract FLAggregator {
         if (chunk != rd.nextChunk) revert ChunkOutOfOrder(rd.nextChunk, chunk);
         if (!rd.aggregating) _startAggregation(round, rd);
         if (submitters.length != chunks.length) revert WrongLength(submitters.length, chunks.length);
-        uint256 gen = generation;
-        if (_hashCalldata(previous) != modelChunk[gen][chunk]) revert GlobalModelMismatch(chunk);
-        uint256[] memory weights = _chunkWeights(round, chunk, submitters, chunks, rd.normThreshold16);
+        if (_hashCalldata(previous) != modelChunk[generation][chunk]) revert GlobalModelMismatch(chunk);
+        uint256[] memory weights = _chunkWeights(round, chunk, submitters, chunks, rd);
+        _averageChunk(round, chunk, previous, chunks, weights, rd);
+        if (chunk + 1 == numChunks) _finishAggregation(round, rd);
+    }
+
+    /// @dev FedAvg of one chunk (denominator N 2^16, see _weight), recorded and logged.
+    function _averageChunk(
+        uint64 round,
+        uint256 chunk,
+        bytes calldata previous,
+        bytes[] calldata chunks,
+        uint256[] memory weights,
+        Round storage rd
+    ) private {
+        uint256 total = uint256(rd.includedData) << 16;
         (bytes memory model, bytes memory mean, uint256 saturated) =
-            _fedAvg(previous, chunks, weights, rd.includedData);
-        modelChunk[1 - gen][chunk] = keccak256(model);
-        referenceChunk[1 - gen][chunk] = keccak256(mean);
+            _fedAvg(previous, chunks, weights, total, total - rd.clippedWeight);
+        _recordChunk(chunk, keccak256(model), keccak256(mean));
         rd.meanNormSquared += _memNormSquared(mean);
         rd.saturated += uint32(saturated);
         rd.nextChunk = uint32(chunk + 1);
+        rd.lastProgress = uint64(block.number);
         emit GlobalChunk(round, chunk, model, mean);
-        if (chunk + 1 == numChunks) _finishAggregation(round, rd, 1 - gen);
     }
 
     /// @dev Check the supplied chunks against the round's chain for `chunk`; the FedAvg weight
-    ///      of each is its worker's data size if its update was accepted and within the norm
-    ///      bound, else 0 (rejected and unfinished submissions still sit in the chain).
+    ///      of each is _weight (0 for rejected, excluded and unfinished submissions, which
+    ///      still sit in the chain).
     function _chunkWeights(
         uint64 round,
         uint256 chunk,
         address[] calldata submitters,
         bytes[] calldata chunks,
-        uint256 threshold
+        Round storage rd
     ) private view returns (uint256[] memory weights) {
         uint256 expected = _chunkBytes(chunk);
         weights = new uint256[](chunks.length);
@@ -548,9 +581,31 @@ contract FLAggregator {
             if (chunks[k].length != expected) revert WrongLength(expected, chunks[k].length);
             chain = _link(chain, submitters[k], _hashCalldata(chunks[k]));
             Worker storage wk = workers[submitters[k]];
-            if (wk.acceptedRound == round && wk.norm16 <= threshold) weights[k] = wk.dataSize;
+            if (wk.acceptedRound == round) weights[k] = _weight(wk, rd);
         }
         if (chain != chunkChain[round][chunk]) revert UpdatesMismatch(chunk);
+    }
+
+    /// @dev FedAvg weight of an accepted update: 0 above the norm bound, else n * c16 with the
+    ///      clipping factor c16 = min(2^16, floor(clip 2^16 / |w|)) (2^16 = no clipping), so
+    ///      sum_k n_k c16_k w_k / (N 2^16) is FedAvg of the clipped updates.
+    function _weight(Worker storage wk, Round storage rd) private view returns (uint256) {
+        uint256 norm = wk.norm16;
+        if (norm > rd.normThreshold16) return 0;
+        uint256 clip = rd.clipNorm16;
+        uint256 factor = clip == 0 || norm <= clip ? 1 << 16 : (clip << 16) / norm;
+        return uint256(wk.dataSize) * factor;
+    }
+
+    /// @dev Store the hashes of the next model's and reference's chunk `chunk` (in the slots
+    ///      that are not current) and extend their running hash chains.
+    function _recordChunk(uint256 chunk, bytes32 modelChunkHash, bytes32 referenceChunkHash) private {
+        modelChunk[1 - generation][chunk] = modelChunkHash;
+        referenceChunk[1 - refGeneration][chunk] = referenceChunkHash;
+        bytes32 start = chunk == 0 ? bytes32(0) : pendingModelHash;
+        pendingModelHash = keccak256(abi.encode(start, modelChunkHash));
+        start = chunk == 0 ? bytes32(0) : pendingReferenceHash;
+        pendingReferenceHash = keccak256(abi.encode(start, referenceChunkHash));
     }
 
     /// @dev Decide the norm bound (k times the data-weighted median of the accepted norms) and
@@ -568,9 +623,14 @@ contract FLAggregator {
             sizes[i] = wk.dataSize;
             total += wk.dataSize;
         }
-        uint256 threshold = _weightedMedian(norms, sizes, total) * normBoundPpm / PPM;
+        uint256 median = _weightedMedian(norms, sizes, total);
+        uint256 threshold = median * normBoundPpm / PPM;
+        rd.aggregating = true;
+        rd.normThreshold16 = uint64(threshold);
+        rd.clipNorm16 = uint64(median * clipPpm / PPM);
         uint256 includedData;
         uint256 included;
+        uint256 clipped;
         for (uint256 i; i < n; ++i) {
             Worker storage wk = workers[accepted[i]];
             if (wk.norm16 > threshold) {
@@ -578,23 +638,28 @@ contract FLAggregator {
             } else {
                 includedData += wk.dataSize;
                 included += 1;
+                clipped += _weight(wk, rd);
             }
         }
-        rd.aggregating = true;
-        rd.normThreshold16 = uint64(threshold);
         rd.includedData = uint64(includedData);
         rd.included = uint32(included);
+        rd.clippedWeight = clipped;
     }
 
-    function _finishAggregation(uint64 round, Round storage rd, uint256 gen) private {
-        generation = gen;
-        bytes32 h = _modelHash(gen);
-        globalModelHash = h;
-        referenceNormSquared = rd.meanNormSquared;
-        hasReference = rd.meanNormSquared != 0;
+    /// @dev The new model becomes current; so does the mean update as the reference, unless
+    ///      it rounded to zero (then the previous reference stays: a zero mean has no direction).
+    function _finishAggregation(uint64 round, Round storage rd) private {
+        generation = 1 - generation;
+        globalModelHash = pendingModelHash;
+        if (rd.meanNormSquared != 0) {
+            refGeneration = 1 - refGeneration;
+            referenceHash = pendingReferenceHash;
+            referenceNormSquared = rd.meanNormSquared;
+            hasReference = true;
+        }
         rd.closed = true;
         openDeadline = uint64(block.number) + graceBlocks;
-        emit GlobalModel(round, h, rd.includedData, rd.included, rd.saturated);
+        emit GlobalModel(round, pendingModelHash, rd.includedData, rd.included, rd.saturated);
     }
 
     // ================================================================== ED functions
@@ -602,7 +667,7 @@ contract FLAggregator {
     /// @notice Commit to this round's update: keccak256(abi.encode(worker, round, updateHash)).
     function commit(uint64 round, bytes32 commitment) external {
         if (workers[msg.sender].dataSize == 0) revert NotRegistered(msg.sender);
-        Round storage rd = rounds[round];
+        Round storage rd = roundState[round];
         if (round == 0 || round != currentRound || rd.closed) revert RoundNotOpen(round);
         if (commitBlocks == 0 || block.number > rd.commitDeadline) {
             revert CommitClosed(round, rd.commitDeadline);
@@ -657,7 +722,7 @@ contract FLAggregator {
     function _admit(uint64 round, uint256 firstChunk) private view returns (Worker memory wk) {
         wk = workers[msg.sender];
         if (wk.dataSize == 0) revert NotRegistered(msg.sender);
-        Round storage rd = rounds[round];
+        Round storage rd = roundState[round];
         if (round == 0 || round != currentRound || rd.closed) revert RoundNotOpen(round);
         if (block.number <= rd.commitDeadline || block.number > rd.deadline) {
             revert SubmissionClosed(round, rd.commitDeadline, rd.deadline);
@@ -718,7 +783,7 @@ contract FLAggregator {
         uint256 round = currentRound;
         chunkChain[round][chunk] = _link(chunkChain[round][chunk], msg.sender, hu);
         p.updateHash = keccak256(abi.encode(p.updateHash, hu));
-        if (r.length != 0 && _hashCalldata(r) != referenceChunk[generation][chunk]) {
+        if (r.length != 0 && _hashCalldata(r) != referenceChunk[refGeneration][chunk]) {
             revert ReferenceMismatch(chunk);
         }
         (uint256 sq, int256 dot) = _refPass(u, r);
@@ -763,7 +828,7 @@ contract FLAggregator {
             historyHash[msg.sender] = p.newHistoryHash;
         }
         workers[msg.sender] = wk;
-        rounds[round].accepted += 1;
+        roundState[round].accepted += 1;
         acceptedWorkers[round].push(msg.sender);
         emit UpdateAccepted(
             round, msg.sender, p.updateHash, p.newHistoryHash, p.normSquared, p.historyDot, p.referenceDot
@@ -796,9 +861,14 @@ contract FLAggregator {
 
     // ================================================================== views
 
+    /// @notice The state of round `round` (see Round).
+    function rounds(uint256 round) external view returns (Round memory) {
+        return roundState[round];
+    }
+
     /// @notice keccak of chunk `chunk` of the current global model and of the reference.
     function chunkHashes(uint256 chunk) external view returns (bytes32 model, bytes32 ref) {
-        return (modelChunk[generation][chunk], referenceChunk[generation][chunk]);
+        return (modelChunk[generation][chunk], referenceChunk[refGeneration][chunk]);
     }
 
     // ================================================================== internals
@@ -808,12 +878,6 @@ contract FLAggregator {
         uint256 end = start + chunkWords;
         if (end > numWords) end = numWords;
         return (end - start) * WORD;
-    }
-
-    function _modelHash(uint256 gen) private view returns (bytes32 h) {
-        for (uint256 j; j < numChunks; ++j) {
-            h = keccak256(abi.encode(h, modelChunk[gen][j]));
-        }
     }
 
     function _checkLength(uint256 actual, uint256 expected) private pure {

@@ -150,7 +150,7 @@ contract FLCodec {
             revert InvalidParameter("weights");
         }
         uint256[] memory w = weights;
-        return _fedAvg(previous, updates, w, total);
+        return _fedAvg(previous, updates, w, total, 0);
     }
 
     function _checkLength(uint256 actual, uint256 expected) private pure {

@@ -300,17 +300,39 @@ function _laneSum64(uint256 x) pure returns (uint256 s) {
     }
 }
 
-/// @dev Weighted sum per lane with four 64-bit-lane accumulators per word (update lane
-///      p = 4m + g sits in accumulator g at bits 64m; sum_k n_k (w + 2^15) < 2^64 because
-///      N <= MAX_TOTAL_DATA), then per lane
-///      new = prev + floor((sum_k n_k (w_k + 2^15) + floor(N/2)) / N) - 2^15, clamped to int16.
+/// @dev FedAvg of `updates` on `previousGlobal` with integer weights n_k and denominator
+///      N = `total`; a weight `filler` = N - sum_k n_k goes to an implicit zero update (so
+///      scaled-down weights, as norm clipping gives, still divide by the full N). Per lane,
+///      with four 64-bit-lane accumulators per word (update lane p = 4m + g in accumulator g at
+///      bits 64m) of sum_k n_k (w_k + 2^15) + filler 2^15 = sum_k n_k w_k + N 2^15 < N 2^16,
+///      which stays below 2^64 while N < 2^48:
+///      mean = floor((sum_k n_k w_k + floor(N/2)) / N), new = clamp(prev + mean) to int16.
 function _fedAvg(
     bytes calldata previousGlobal,
     bytes[] calldata updates,
     uint256[] memory weights,
-    uint256 total
+    uint256 total,
+    uint256 filler
 ) pure returns (bytes memory model, bytes memory mean, uint256 saturated) {
-    uint256[] memory offsets = new uint256[](updates.length);
+    uint256[] memory offsets = _offsets(updates);
+    uint256 prev;
+    assembly ("memory-safe") {
+        prev := previousGlobal.offset
+    }
+    model = new bytes(previousGlobal.length);
+    mean = new bytes(previousGlobal.length);
+    Cursor memory c = _cursor(offsets, weights, model, mean);
+    c.prev = prev;
+    c.total = total;
+    c.filler = filler * BIAS16 * ONE_64;
+    for (uint256 at; at < model.length; at += WORD) {
+        saturated += _modelWord(c, at);
+    }
+}
+
+/// @dev Calldata offsets of the byte strings of `updates`.
+function _offsets(bytes[] calldata updates) pure returns (uint256[] memory offsets) {
+    offsets = new uint256[](updates.length);
     for (uint256 i; i < updates.length; ++i) {
         bytes calldata upd = updates[i];
         uint256 off;
@@ -319,39 +341,15 @@ function _fedAvg(
         }
         offsets[i] = off;
     }
-    uint256 prev;
-    assembly ("memory-safe") {
-        prev := previousGlobal.offset
-    }
-    model = new bytes(previousGlobal.length);
-    mean = new bytes(previousGlobal.length);
-    saturated = _modelWords(offsets, weights, prev, model, mean, total);
 }
 
-/// @dev Memory and calldata pointers of one FedAvg pass (see _modelWords).
-struct Cursor {
-    uint256 opStart; // first update offset in the offsets array
-    uint256 opEnd; // past the last one
-    uint256 toWeight; // weights array minus offsets array
-    uint256 prev; // calldata offset of the previous model
-    uint256 dst; // memory: new model bytes
-    uint256 meanDst; // memory: mean update bytes
-    uint256 total; // FedAvg denominator
-}
-
-/// @dev Fills `model` and the weighted mean update `mean` word by word (see _modelWord);
-///      returns the number of clamped lanes.
-function _modelWords(
+/// @dev The pointers of a FedAvg pass over `offsets` / `weights` into `model` and `mean`.
+function _cursor(
     uint256[] memory offsets,
     uint256[] memory weights,
-    uint256 prev,
     bytes memory model,
-    bytes memory mean,
-    uint256 total
-) pure returns (uint256 saturated) {
-    Cursor memory c;
-    c.prev = prev;
-    c.total = total;
+    bytes memory mean
+) pure returns (Cursor memory c) {
     assembly ("memory-safe") {
         mstore(c, add(offsets, 32))
         mstore(add(c, 0x40), sub(weights, offsets))
@@ -359,9 +357,18 @@ function _modelWords(
         mstore(add(c, 0xa0), add(mean, 32))
     }
     c.opEnd = c.opStart + 32 * offsets.length;
-    for (uint256 at; at < model.length; at += WORD) {
-        saturated += _modelWord(c, at);
-    }
+}
+
+/// @dev Memory and calldata pointers of one FedAvg pass (see _fedAvg).
+struct Cursor {
+    uint256 opStart; // first update offset in the offsets array
+    uint256 opEnd; // past the last one
+    uint256 toWeight; // weights array minus offsets array
+    uint256 prev; // calldata offset of the previous model
+    uint256 dst; // memory: new model bytes
+    uint256 meanDst; // memory: mean update bytes
+    uint256 total; // FedAvg denominator N
+    uint256 filler; // the implicit zero update's contribution per 64-bit lane
 }
 
 /// @dev Word `at` of the new model and of the mean update (zigzag); returns the number of
@@ -369,7 +376,8 @@ function _modelWords(
 function _modelWord(Cursor memory c, uint256 at) pure returns (uint256) {
     (uint256 acc0, uint256 acc1, uint256 acc2, uint256 acc3) =
         _accumulate(c.opStart, c.opEnd, c.toWeight, at);
-    return _storeWord(c, at, _biasedMean(acc0, acc1, acc2, acc3, c.total));
+    uint256 f = c.filler;
+    return _storeWord(c, at, _biasedMean(acc0 + f, acc1 + f, acc2 + f, acc3 + f, c.total));
 }
 
 /// @dev new = previous + mean per lane (clamped), stored with the mean at word `at`.

@@ -60,7 +60,11 @@ def tx_bounds(chunk_words: int, workers: int) -> tuple[int, int, int, int]:
         chunk_words * (workers + 1) + 3 * workers + 8
     )
     aggregate_gas = (
-        21_000 + 40 * aggregate_bytes + (400 * chunk_words + 30_000) * (workers + 1) + 400_000
+        21_000
+        + 40 * aggregate_bytes
+        + (400 * chunk_words + 30_000) * (workers + 1)
+        + 400_000
+        + 400 * workers * workers  # the first call sorts the accepted norms
     )
     return submit_bytes, submit_gas, aggregate_bytes, aggregate_gas
 
@@ -95,7 +99,10 @@ class AggregatorConfig:
       update (the mean accepted update of the previous round) is at least this.
     - ``history_epsilon`` / ``history_window``: the paper's rule, the mean cosine with the ED's
       own past accepted updates in a window of ``history_window`` (0 = rule off).
-    - ``norm_bound``: k of |w| <= k * the round's data-weighted median accepted |w|.
+    - ``norm_bound``: k: an update with |w| > k * the round's data-weighted median accepted |w|
+      is left out of FedAvg; ``clip``: c: the others are scaled down to at most c * that median
+      before averaging (norm clipping; 0 = off), which bounds what a minority can do to the
+      mean and so to the next reference.
     - ``commit_blocks``: commit window of commit-reveal (0 = off); ``round_blocks``: submission
       window; ``grace_blocks``: after the deadline plus grace anyone may aggregate.
     - ``chunk_words``: words per chunk (0 = the largest that fits the transaction limits for
@@ -113,6 +120,7 @@ class AggregatorConfig:
     history_epsilon: float = 0.05
     reference_epsilon: float = 0.05
     norm_bound: float = 3.0
+    clip: float = 1.0
     unit_scale: int = 2**12
 
     def __post_init__(self) -> None:
@@ -129,6 +137,8 @@ class AggregatorConfig:
                 raise ConfigError(name, f"must be in [-1, 1], got {getattr(self, name)}")
         if not 1.0 <= self.norm_bound <= 4000.0:
             raise ConfigError("norm_bound", f"must be in [1, 4000], got {self.norm_bound}")
+        if not (self.clip == 0.0 or 1.0 <= self.clip <= 4000.0):
+            raise ConfigError("clip", f"must be 0 (off) or in [1, 4000], got {self.clip}")
         if not 1 <= self.unit_scale <= MAX_UNIT_SCALE:
             raise ConfigError("unit_scale", f"must be in [1, 2^24], got {self.unit_scale}")
         if self.history_window > (2**31 - 1) // self.unit_scale:
@@ -162,7 +172,6 @@ class AggregatorConfig:
         """The ``Settings`` tuple for the constructor."""
         return (
             self.num_params,
-            self.frac_bits,
             self.words_per_chunk,
             self.max_workers,
             self.commit_blocks,
@@ -172,6 +181,7 @@ class AggregatorConfig:
             round(self.history_epsilon * PPM),
             round(self.reference_epsilon * PPM),
             round(self.norm_bound * PPM),
+            round(self.clip * PPM),
             self.unit_scale,
         )
 
@@ -295,6 +305,9 @@ class AggregatorClient:
             "closed",
             "includedData",
             "normThreshold16",
+            "clipNorm16",
+            "lastProgress",
+            "clippedWeight",
             "meanNormSquared",
         ]
         return dict(zip(fields, self.contract.functions.rounds(round_).call(), strict=True))
@@ -492,71 +505,106 @@ class AggregatorClient:
 
     # ------------------------------------------------------------------ everyone
     def global_model(self, round_: int | None = None) -> GlobalModel:
-        """The global model of ``round_`` (default: the latest) and its reference, from the
-        ``GlobalChunk`` logs; the latest is checked against the chunk hashes stored on chain.
+        """The global model of ``round_`` (default: the latest) and the reference that goes with
+        it, from the ``GlobalChunk`` logs; the latest is checked against the hashes the contract
+        stores (the model's and the reference's chunk hashes).
 
-        The latest model read is kept, but every call re-hashes it and compares with the hash
+        The latest model read is kept, but every call re-hashes it and compares with the hashes
         the contract stores: a copy changed off chain is never served (it is read again)."""
-        if round_ is None:
-            stored = bytes(self.contract.functions.globalModelHash().call())
-            kept = self._latest
-            if kept is not None and chunked_hash(pack_update(kept.values), self.spans) == stored:
-                reference = None if kept.reference is None else kept.reference.copy()
-                return GlobalModel(kept.round, kept.values.copy(), reference, kept.model_hash)
-            model = self._read_model(None, self._scan_from)
-            self._latest = GlobalModel(
-                model.round,
-                model.values.copy(),
-                None if model.reference is None else model.reference.copy(),
-                model.model_hash,
+        if round_ is not None:
+            return self._read_model(round_, 0)
+        stored = bytes(self.contract.functions.globalModelHash().call())
+        stored_ref = bytes(self.contract.functions.referenceHash().call())
+        kept = self._latest
+        if kept is not None and self._matches(kept, stored, stored_ref):
+            return self._copy(kept)
+        model = self._read_model(None, self._scan_from)
+        if not self._matches(model, stored, stored_ref):
+            raise TbcimError(
+                "the latest global model or reference does not match the stored hashes"
             )
-            return model
-        return self._read_model(round_, 0)
+        for j, (start, end) in enumerate(self.spans):
+            model_chunk, ref_chunk = self.contract.functions.chunkHashes(j).call()
+            packed = pack_update(model.values)[start:end]
+            if keccak(packed) != bytes(model_chunk):
+                raise TbcimError(f"model chunk {j} does not match the stored hash")
+            ref = None if model.reference is None else pack_update(model.reference)[start:end]
+            if ref is not None and keccak(ref) != bytes(ref_chunk):
+                raise TbcimError(f"reference chunk {j} does not match the stored hash")
+        self._latest = self._copy(model)
+        return model
+
+    def _matches(self, model: GlobalModel, stored: bytes, stored_ref: bytes) -> bool:
+        """Whether ``model`` (re-hashed now) and its reference are the ones the chain stores."""
+        if chunked_hash(pack_update(model.values), self.spans) != stored:
+            return False
+        if model.reference is None:
+            return stored_ref == bytes(32)
+        return chunked_hash(pack_update(model.reference), self.spans) == stored_ref
+
+    @staticmethod
+    def _copy(model: GlobalModel) -> GlobalModel:
+        reference = None if model.reference is None else model.reference.copy()
+        return GlobalModel(model.round, model.values.copy(), reference, model.model_hash)
+
+    def _round_chunks(self, round_: int, to_block: int) -> tuple[bytes, list[bytes]]:
+        """The model bytes and reference chunks of a completed round from its GlobalChunk logs
+        (a round aggregated again after an abandoned attempt: the last chunks count)."""
+        logs = self.contract.events.GlobalChunk().get_logs(
+            from_block=0 if round_ == 0 else self._opened.get(round_, 0),
+            to_block=to_block,
+            argument_filters={"round": round_},
+        )
+        chunks: dict[int, Any] = {}
+        for log in sorted(logs, key=lambda e: (e.blockNumber, e.logIndex)):
+            chunks[int(log.args.chunk)] = log.args
+        if sorted(chunks) != list(range(self.num_chunks)):
+            raise TbcimError(f"GlobalChunk logs of round {round_} are incomplete")
+        model = b"".join(bytes(chunks[j].model) for j in range(self.num_chunks))
+        return model, [bytes(chunks[j].ref) for j in range(self.num_chunks)]
 
     def _read_model(self, round_: int | None, from_block: int) -> GlobalModel:
         done = self.contract.events.GlobalModel().get_logs(from_block=from_block)
         if not done:
             raise TbcimError("no global model on chain yet: publish the initial model first")
-        latest = max(done, key=lambda e: (e.blockNumber, e.logIndex))
-        wanted = int(latest.args.round) if round_ is None else round_
+        done = sorted(done, key=lambda e: (e.blockNumber, e.logIndex))
+        wanted = int(done[-1].args.round) if round_ is None else round_
         finished = [e for e in done if int(e.args.round) == wanted]
         if not finished:
             raise TbcimError(f"no global model on chain for round {round_}")
-        last = max(finished, key=lambda e: (e.blockNumber, e.logIndex))
+        last = finished[-1]
         if round_ is None:
             self._scan_from = int(last.blockNumber)
-        logs = self.contract.events.GlobalChunk().get_logs(
-            from_block=0 if wanted == 0 else self._opened.get(wanted, 0),
-            to_block=last.blockNumber,
-            argument_filters={"round": wanted},
-        )
-        chunks: dict[int, Any] = {}
-        for log in sorted(logs, key=lambda e: (e.blockNumber, e.logIndex)):
-            chunks[int(log.args.chunk)] = log.args  # a re-aggregated round: the last one counts
-        if sorted(chunks) != list(range(self.num_chunks)):
-            raise TbcimError(f"GlobalChunk logs of round {wanted} are incomplete")
-        model = b"".join(bytes(chunks[j].model) for j in range(self.num_chunks))
-        refs = [bytes(chunks[j].ref) for j in range(self.num_chunks)]
+        model, refs = self._round_chunks(wanted, int(last.blockNumber))
         model_hash = chunked_hash(model, self.spans)
         if model_hash != bytes(last.args.modelHash):
             raise TbcimError(f"GlobalChunk logs of round {wanted} do not match their model hash")
-        if round_ is None:
-            stored = bytes(self.contract.functions.globalModelHash().call())
-            if stored != model_hash:
-                raise TbcimError("the latest global model does not match the stored hash")
-            for j in range(self.num_chunks):
-                model_chunk, ref_chunk = self.contract.functions.chunkHashes(j).call()
-                if refs[j] and keccak(refs[j]) != bytes(ref_chunk):
-                    raise TbcimError(f"reference chunk {j} does not match the stored hash")
-                if keccak(model[self.spans[j][0] : self.spans[j][1]]) != bytes(model_chunk):
-                    raise TbcimError(f"model chunk {j} does not match the stored hash")
-        reference = None
-        if all(refs):
-            values = unpack_update(b"".join(refs), self.config.num_params)
-            reference = values if np.any(values) else None
+        reference = self._reference(wanted, refs)
         return GlobalModel(
             wanted, unpack_update(model, self.config.num_params), reference, model_hash
         )
+
+    def _reference(self, round_: int, refs: list[bytes]) -> IntArray | None:
+        """The reference in force after ``round_``: its mean update, or, if that rounded to
+        zero (the contract then keeps the previous reference), the latest earlier non-zero one."""
+        values = self._nonzero(refs)
+        if values is not None or round_ == 0:
+            return values
+        earlier = self.contract.events.GlobalModel().get_logs(from_block=0)
+        for event in sorted(earlier, key=lambda e: (e.blockNumber, e.logIndex), reverse=True):
+            r = int(event.args.round)
+            if r < round_:
+                values = self._nonzero(self._round_chunks(r, int(event.blockNumber))[1])
+                if values is not None:
+                    return values
+        return None
+
+    def _nonzero(self, refs: list[bytes]) -> IntArray | None:
+        """The reference chunks as values, or None if absent or all zero (no direction)."""
+        if not all(refs):
+            return None
+        values = unpack_update(b"".join(refs), self.config.num_params)
+        return values if np.any(values) else None
 
     def _values(self, values: ArrayLike) -> IntArray:
         arr = np.asarray(values)

@@ -21,8 +21,9 @@ The contract and this module agree bit for bit:
   global update ``r``, and the paper's rule: with ``n`` past accepted unit vectors ``u_j``, the
   mean cosine ``(1/n) sum_j cos(w, u_j) = w.H / (n * unit_scale * |w|) >= eps``; both decided
   on integers without a square root (:func:`cosine_at_least`).
-* **Norm bound**: an accepted update is left out of FedAvg if its norm hint exceeds ``k`` times
-  the round's data-weighted median hint (:func:`weighted_median`).
+* **Norm bound and clipping**: an accepted update is left out of FedAvg if its norm hint exceeds
+  ``k`` times the round's data-weighted median hint, and the others are clipped to ``c`` times
+  that median (:func:`aggregation_weights`).
 * **FedAvg**: ``mean_i = floor((sum_k n_k w_ki + floor(N/2)) / N)`` with ``N = sum_k n_k``
   (round to nearest, ties up), ``new_i = clamp(prev_i + mean_i)`` to int16; ``mean`` is the
   next round's reference (:func:`fedavg`).
@@ -349,17 +350,49 @@ def weighted_median(values: Sequence[int], weights: Sequence[int]) -> int:
     raise AssertionError("unreachable: the weights sum to the total")
 
 
+def aggregation_weights(
+    norms16: Sequence[int], sizes: Sequence[int], norm_bound_ppm: int, clip_ppm: int
+) -> tuple[list[int], int]:
+    """The contract's FedAvg weights of a round's accepted updates and its denominator.
+
+    With M the data-weighted median of the norm hints, an update above ``k M`` is excluded
+    (weight 0); the others weigh ``n * c16`` with the clipping factor
+    ``c16 = min(2^16, floor(c M 2^16 / norm16))`` (``2^16`` when clipping is off), and the
+    denominator is ``2^16`` times the included data: FedAvg of the norm-clipped updates."""
+    median = weighted_median(norms16, sizes)
+    threshold = median * norm_bound_ppm // PPM
+    clip = median * clip_ppm // PPM
+    weights = []
+    included = 0
+    for norm, n in zip(norms16, sizes, strict=True):
+        if norm > threshold:
+            weights.append(0)
+            continue
+        included += int(n)
+        factor = 1 << 16 if clip == 0 or norm <= clip else (clip << 16) // norm
+        weights.append(int(n) * factor)
+    return weights, included << 16
+
+
 def fedavg(
-    previous: ArrayLike, updates: Sequence[ArrayLike], weights: Sequence[int]
+    previous: ArrayLike,
+    updates: Sequence[ArrayLike],
+    weights: Sequence[int],
+    total: int | None = None,
 ) -> tuple[IntArray, IntArray, int]:
     """The contract's FedAvg step: the new int16 model, the mean update (the next reference)
-    and the number of clamped lanes. Zero weights (excluded updates) are allowed."""
+    and the number of clamped lanes. Zero weights (excluded updates) are allowed; ``total``
+    (default: the sum of the weights) is the denominator, the rest of it weighing an implicit
+    zero update (see :func:`aggregation_weights`)."""
     prev = np.asarray(previous, dtype=np.int64)
     if len(updates) == 0 or len(updates) != len(weights):
         raise ConfigError("updates", "need one weight per update and at least one update")
     if any(int(n) < 0 for n in weights) or sum(int(n) for n in weights) <= 0:
         raise ConfigError("weights", "data sizes must be non-negative with a positive sum")
-    total = sum(int(n) for n in weights)
+    if total is None:
+        total = sum(int(n) for n in weights)
+    elif total < sum(int(n) for n in weights):
+        raise ConfigError("total", "the denominator must be at least the sum of the weights")
     acc = np.zeros(prev.size, dtype=object)
     for w, n in zip(updates, weights, strict=True):
         acc = acc + np.asarray(w, dtype=np.int64).astype(object) * int(n)

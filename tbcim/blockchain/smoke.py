@@ -84,10 +84,24 @@ def numpy_fedavg(
     previous: NDArray[np.float64],
     updates: list[NDArray[np.float64]],
     weights: list[int],
+    *,
+    norm_bound: float = float("inf"),
+    clip: float = 0.0,
 ) -> NDArray[np.float64]:
-    """Reference FedAvg on the decoded vectors: w ← w + Σ n_i·Δ_i / Σ n_i."""
+    """Reference FedAvg in floats, independent of the contract's integer arithmetic:
+    with M the data-weighted median of the updates' norms, updates above ``norm_bound · M`` are
+    left out and the rest clipped to ``clip · M`` (0 = no clipping), then
+    w ← w + Σ n_i·f_i·Δ_i / Σ n_i over the included updates, f_i = min(1, clip·M / |Δ_i|)."""
     n = np.asarray(weights, dtype=np.float64)
-    return previous + (n[:, None] * np.stack(updates)).sum(axis=0) / n.sum()
+    deltas = np.stack(updates)
+    norms = np.linalg.norm(deltas, axis=1)
+    order = np.argsort(norms, kind="stable")
+    cumulative = np.cumsum(n[order])
+    median = norms[order][np.searchsorted(cumulative, n.sum() / 2)]
+    included = norms <= norm_bound * median
+    factor = np.ones_like(norms) if clip == 0 else np.minimum(1.0, clip * median / norms)
+    scaled = (n * factor * included)[:, None] * deltas
+    return previous + scaled.sum(axis=0) / n[included].sum()
 
 
 class TaskOnChain:
@@ -147,10 +161,14 @@ class TaskOnChain:
         included = [
             s.device for s in submissions if s.accepted and s.device not in aggregation.excluded
         ]
+        accepted = [s.device for s in submissions if s.accepted]
+        config = self.client.config
         reference = numpy_fedavg(
             previous,
-            [self.codec.dequantize(quantised[d]) for d in included],
-            [self.data_sizes[d] for d in included],
+            [self.codec.dequantize(quantised[d]) for d in accepted],
+            [self.data_sizes[d] for d in accepted],
+            norm_bound=config.norm_bound,
+            clip=config.clip,
         )
         error = float(np.max(np.abs(self.codec.dequantize(model.values) - reference)))
         inputs = {

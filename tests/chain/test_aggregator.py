@@ -16,7 +16,15 @@ import pytest
 from chain_node.compiler import compile_contracts
 from chain_node.node import ChainNode
 from tbcim.blockchain.aggregator import AggregatorClient, AggregatorConfig, Submission
-from tbcim.blockchain.codec import INT16_MAX, Verdict, fedavg, pack_update
+from tbcim.blockchain.codec import (
+    INT16_MAX,
+    Verdict,
+    aggregation_weights,
+    fedavg,
+    norm_hint,
+    pack_update,
+)
+from tbcim.blockchain.smoke import numpy_fedavg
 
 D = 40
 SIZES = (30, 50, 70, 90, 60, 40)
@@ -87,27 +95,41 @@ def node() -> ChainNode:
 def test_fedavg_of_included_updates_matches_numpy_and_becomes_the_reference(
     node: ChainNode,
 ) -> None:
-    """Several chunks, two ESs: the chain's model is codec FedAvg bit for bit, within half a step
-    of float FedAvg, and the reference the EDs read next is the round's mean update."""
-    client = make_task(node)
-    rng = np.random.default_rng(0)
-    direction = rng.normal(0, 300, D)
-    for _ in range(2):
-        previous = client.global_model().values
-        updates = honest(rng, direction, node.devices)
-        subs, excluded = run_round(client, updates)
-        included = [s.device for s in subs if s.accepted and s.device not in excluded]
-        assert len(included) >= 4
-        weights = [SIZES[node.devices.index(d)] for d in included]
-        model, mean, _ = fedavg(previous, [updates[d] for d in included], weights)
-        onchain = client.global_model()
-        assert np.array_equal(onchain.values, model)
-        assert onchain.reference is not None and np.array_equal(onchain.reference, mean)
-        exact = previous + (
-            np.array(weights)[:, None] * np.stack([updates[d] for d in included])
-        ).sum(0) / sum(weights)
-        assert np.max(np.abs(onchain.values - exact)) <= 0.5
-    assert client.num_chunks == 3
+    """Several chunks, two ESs: the chain's model is the codec's clipped FedAvg bit for bit,
+    within one step of float FedAvg of the norm-clipped updates (numpy_fedavg, which shares no
+    code with the contract's integers), and the reference the EDs read next is the round's
+    mean update. With clipping off it is plain FedAvg within half a step."""
+    for clip in (1.0, 0.0):
+        task_node = ChainNode.embedded(n_servers=2, n_devices=len(SIZES), seed=3)
+        client = make_task(task_node, clip=clip)
+        rng = np.random.default_rng(0)
+        direction = rng.normal(0, 300, D)
+        devices = task_node.devices
+        for _ in range(2):
+            previous = client.global_model().values
+            updates = honest(rng, direction, devices)
+            subs, excluded = run_round(client, updates)
+            accepted = [s.device for s in subs if s.accepted]
+            assert len(accepted) >= 5 and not excluded
+            sizes = [SIZES[devices.index(d)] for d in accepted]
+            norms = [norm_hint(updates[d]) for d in accepted]
+            config = client.config
+            weights, total = aggregation_weights(
+                norms, sizes, round(config.norm_bound * 1e6), round(clip * 1e6)
+            )
+            model, mean, _ = fedavg(previous, [updates[d] for d in accepted], weights, total)
+            onchain = client.global_model()
+            assert np.array_equal(onchain.values, model)
+            assert onchain.reference is not None and np.array_equal(onchain.reference, mean)
+            exact = numpy_fedavg(
+                previous.astype(float),
+                [updates[d].astype(float) for d in accepted],
+                sizes,
+                norm_bound=config.norm_bound,
+                clip=clip,
+            )
+            assert np.max(np.abs(onchain.values - exact)) <= (1.0 if clip else 0.5)
+        assert client.num_chunks == 3
 
 
 def test_attacker_from_its_first_round_is_rejected_once_a_reference_exists(node: ChainNode) -> None:

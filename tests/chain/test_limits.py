@@ -20,7 +20,7 @@ from tbcim.blockchain.aggregator import (
     largest_chunk_words,
     tx_bounds,
 )
-from tbcim.blockchain.codec import fedavg
+from tbcim.blockchain.codec import aggregation_weights, fedavg, norm_hint
 from tbcim.errors import ConfigError
 
 from .conftest import running_anvil
@@ -97,12 +97,15 @@ def test_every_transaction_of_a_large_round_fits_on_anvil_with_30m_blocks() -> N
             client.wait_for_deadline(round_)
             aggregation = client.aggregate(round_, node.servers[1])
             receipts += [r for s in subs for r in s.receipts] + aggregation.receipts
-            included = [
-                s.device for s in subs if s.accepted and s.device not in aggregation.excluded
-            ]
-            assert len(included) == EDS
-            weights = [sizes[node.devices.index(d)] for d in included]
-            model, _, _ = fedavg(previous, [updates[d] for d in included], weights)
+            accepted = [s.device for s in subs if s.accepted]
+            assert len(accepted) == EDS and not aggregation.excluded
+            weights, total = aggregation_weights(
+                [norm_hint(updates[d]) for d in accepted],
+                [sizes[node.devices.index(d)] for d in accepted],
+                round(config.norm_bound * 1e6),
+                round(config.clip * 1e6),
+            )
+            model, _, _ = fedavg(previous, [updates[d] for d in accepted], weights, total)
             assert np.array_equal(client.global_model().values, model)
         assert max(int(r["gasUsed"]) for r in receipts) <= MAX_TX_GAS
         assert max(raw_size(node, bytes(r["transactionHash"])) for r in receipts) <= MAX_TX_BYTES

@@ -9,6 +9,7 @@ import pytest
 from chain_node.node import ChainNode
 from tbcim.blockchain.aggregator import AggregatorConfig
 from tbcim.blockchain.codec import Verdict
+from tbcim.blockchain.smoke import numpy_fedavg
 from tbcim.fl.config import FLConfig
 from tbcim.fl.data import Dataset
 from tbcim.fl.offchain import fedavg
@@ -20,10 +21,10 @@ N_EDS, N_ES = 6, 3
 OWNERS = [ed % N_ES for ed in range(N_EDS)]
 
 
-def make_fl(task: FLTask, seed: int = 0) -> OnChainFL:
+def make_fl(task: FLTask, seed: int = 0, clip: float = 1.0) -> OnChainFL:
     node = ChainNode.embedded(n_servers=N_ES, n_devices=N_EDS, seed=seed)
     short = AggregatorConfig(
-        num_params=task.num_params, max_workers=N_EDS, commit_blocks=1, round_blocks=2
+        num_params=task.num_params, max_workers=N_EDS, commit_blocks=1, round_blocks=2, clip=clip
     )
     return OnChainFL(node, task, OWNERS, short)
 
@@ -67,18 +68,24 @@ def test_rounds_on_chain_match_numpy_fedavg_reject_attackers_and_learn(
 
 def test_the_chain_model_is_numpy_fedavg_of_the_accepted_updates(digits: Dataset) -> None:
     """One round, recomputed independently: each ED's delta from the chain's initial model,
-    quantised, averaged by data size in numpy, equals the chain's model within one step."""
-    task = build_task(FLConfig(lr=0.1, local_epochs=1, seed=5), n_eds=N_EDS, dataset=digits)
-    fl = make_fl(task, seed=5)
-    codec = fl.client.codec
-    start = fl.global_params()
-    twin = build_task(FLConfig(lr=0.1, local_epochs=1, seed=5), n_eds=N_EDS, dataset=digits)
-    deltas = twin.submissions(start, 0, range(N_EDS))
-    record = fl.run_round(0)
-    assert record.accepted == tuple(range(N_EDS))
-    quantised = {ed: codec.dequantize(codec.quantize(d)) for ed, d in deltas.items()}
-    expected = fedavg(start, quantised, {ed: float(n) for ed, n in enumerate(task.data_sizes)})
-    assert np.max(np.abs(fl.global_params() - expected)) <= codec.step
+    quantised, averaged in numpy, equals the chain's model within one step: plain FedAvg with
+    clipping off, and FedAvg of the updates clipped to the median norm with the default."""
+    cfg = FLConfig(lr=0.1, local_epochs=1, seed=5)
+    for clip in (0.0, 1.0):
+        fl = make_fl(build_task(cfg, n_eds=N_EDS, dataset=digits), seed=5, clip=clip)
+        codec = fl.client.codec
+        start = fl.global_params()
+        twin = build_task(cfg, n_eds=N_EDS, dataset=digits)
+        deltas = twin.submissions(start, 0, range(N_EDS))
+        record = fl.run_round(0)
+        assert record.accepted == tuple(range(N_EDS))
+        quantised = [codec.dequantize(codec.quantize(deltas[ed])) for ed in range(N_EDS)]
+        sizes = [int(n) for n in twin.data_sizes]
+        if clip == 0.0:
+            expected = fedavg(start, dict(enumerate(quantised)), dict(enumerate(map(float, sizes))))
+        else:
+            expected = numpy_fedavg(start, quantised, sizes, norm_bound=3.0, clip=clip)
+        assert np.max(np.abs(fl.global_params() - expected)) <= codec.step
 
 
 def test_same_seed_same_hashes_even_with_the_python_copy_tampered(digits: Dataset) -> None:
