@@ -14,12 +14,12 @@ from typing import Any
 
 import torch
 
-from tbcim.auction.ranet.checkpoint import atomic_torch_save
 from tbcim.auction.ranet_exact.config import ExactConfig, exact_config_from_mapping
 from tbcim.auction.ranet_exact.nets import ExactRANet
 from tbcim.auction.ranet_exact.trainer import ExactTrainResult
 from tbcim.auction.settings import AuctionSetting, setting_from_dict
 from tbcim.errors import ConfigError
+from tbcim.results import save_torch
 
 EXACT_MODEL_FORMAT = "tbcim-ranet-exact-model/1"
 
@@ -29,7 +29,7 @@ def save_exact_result(
 ) -> Path:
     """Write the selected model of a run with everything needed to rebuild it."""
     model = result.model
-    return atomic_torch_save(
+    return save_torch(
         path,
         {
             "format": EXACT_MODEL_FORMAT,
