@@ -31,6 +31,7 @@ from tbcim.blockchain.codec import (
     MAX_UNIT_SCALE,
     FixedPointCodec,
     HistoryState,
+    aggregation_weights,
     chunk_spans,
     chunked_hash,
     commitment,
@@ -427,6 +428,72 @@ def float_fedavg(prev: np.ndarray, updates: Sequence[np.ndarray], weights: Seque
     n = np.array(weights, dtype=float)
     mean = n @ np.array(updates, dtype=float) / n.sum()
     return np.clip(prev + mean, INT16_MIN, INT16_MAX), mean
+
+
+@MANY
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 2**40), st.integers(0, 2**20)), min_size=1, max_size=8
+    ).filter(lambda nw: sum(w for _, w in nw) > 0),
+    st.integers(10**6, 5 * 10**6),
+    st.sampled_from([0, 10**6, 1_500_000, 3 * 10**6]),
+)
+def test_aggregation_weights_exclude_and_clip_around_the_median(
+    pairs: list[tuple[int, int]], bound_ppm: int, clip_ppm: int
+) -> None:
+    """aggregation_weights: with M the brute-force weighted median norm, an update above
+    k M weighs 0; the others weigh n c16 / 2^16 with the clipped norm |w| c16 / 2^16 at most
+    c M and within one 2^-16 step of it (c16 = 2^16, unclipped, when clipping is off or
+    |w| <= c M); the denominator is 2^16 times the included data."""
+    norms, sizes = [v for v, _ in pairs], [w for _, w in pairs]
+    weights, total = aggregation_weights(norms, sizes, bound_ppm, clip_ppm)
+    median = brute_weighted_median(norms, sizes)
+    included = [norm <= median * bound_ppm // 10**6 for norm in norms]
+    assert total == sum(n for n, inc in zip(sizes, included, strict=True) if inc) << 16
+    clip = median * clip_ppm // 10**6
+    assert median in norms and sum(weights) <= total
+    for norm, n, weight, inc in zip(norms, sizes, weights, included, strict=True):
+        if not inc:
+            assert weight == 0
+        elif clip == 0 or norm <= clip:
+            assert weight == n << 16
+        elif n:
+            factor = weight // n
+            assert weight == n * factor and factor < 2**16
+            assert factor * norm <= clip * 2**16 < (factor + 1) * norm
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(int16s, min_size=1, max_size=4),
+    st.lists(st.integers(1, 2**20), min_size=4, max_size=4),
+    int16s,
+)
+def test_fedavg_of_clipped_updates_matches_float_numpy(
+    updates: list[np.ndarray], sizes: list[int], prev: np.ndarray
+) -> None:
+    """fedavg with aggregation_weights and its denominator is, within half a step, the float
+    FedAvg of the norm-clipped updates, sum_k n_k min(1, c M / |w_k|) w_k / sum_k n_k over the
+    included ones (the implicit zero update takes the clipped-off weight)."""
+    sizes = sizes[: len(updates)]
+    norms = [norm_hint(u) for u in updates]
+    assume(all(norms))
+    weights, total = aggregation_weights(norms, sizes, 3 * 10**6, 10**6)
+    _, mean, _ = fedavg(prev, updates, weights, total)
+    median = weighted_median(norms, sizes) / 2**16
+    kept = [i for i, n in enumerate(norms) if n <= weighted_median(norms, sizes) * 3]
+    scale = [min(1.0, median / math.sqrt(norm_squared(updates[i]))) for i in kept]
+    data = float(sum(sizes[i] for i in kept))
+    float_mean = sum(
+        sizes[i] * s * updates[i].astype(float) for i, s in zip(kept, scale, strict=True)
+    )
+    # the clipping factor is floored to 2^-16 and |w| enters as its hint (error 2^-16 / |w|):
+    # each clipped lane moves by at most |w_i| 2^-15
+    largest = max(float(np.max(np.abs(u))) for u in updates)
+    slack = 0.5 + largest * 2.0**-15 + 1e-9
+    assert np.max(np.abs(mean - float_mean / data)) <= slack
+    with pytest.raises(ConfigError, match="denominator"):
+        fedavg(prev, updates, weights, sum(weights) - 1)
 
 
 def test_fedavg_rounds_to_nearest_ties_up_and_clamps() -> None:
