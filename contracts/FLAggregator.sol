@@ -696,6 +696,7 @@ contract FLAggregator {
         uint256 normHint
     ) external returns (bool done) {
         Worker memory wk = _admit(round, firstChunk);
+        if (update.length == 0) revert WrongLength(_chunkBytes(firstChunk), 0);
         Pending memory p;
         if (firstChunk == 0) {
             p.norm16 = normHint;

@@ -5,8 +5,8 @@ rounds, chunkChain, currentRound, globalModelHash, registeredData, workerCount, 
 block number before a group of bad calls from one state, and compares after them; every call
 in the group must revert with the named error (decoded as ``ContractRevert.error_name``).
 A few calls whose check comes before any write are asserted without a snapshot (each snapshot
-is ~30 eth_calls). The ``xfail(strict=True)`` tests at the end are bugs found while writing
-this file, each with its reproduction.
+is ~30 eth_calls). Bugs found while writing this file (since fixed) are named in the
+docstrings of the tests that caught them, with their reproduction.
 Small models (40 parameters, one word per chunk: three chunks, the last one padded) on one
 module-scoped embedded chain; each test deploys its own aggregator.
 """
