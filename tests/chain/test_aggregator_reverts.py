@@ -562,8 +562,8 @@ def test_commit_and_submission_bad_inputs(node: ChainNode) -> None:
 
 def test_an_empty_submission_reverts(node: ChainNode) -> None:
     """submit(round, 0, b"", b"", b"", hint) is a bad input: it should revert WrongLength and
-    leave the ED free to submit its update. Today it is accepted as a transaction, and the
-    ED's real update then reverts AlreadySubmitted."""
+    leave the ED free to submit its update. On 68e195f it was accepted as a transaction, and
+    the ED's real update then reverted AlreadySubmitted (fixed in bae5f95)."""
     client = ready(node, commit_blocks=0)
     d0 = node.devices[0]
     client.wait_until_after(client.round_info(1)["commitDeadline"])
@@ -799,7 +799,7 @@ def test_client_submit_transactions_stay_within_their_planned_gas(node: ChainNod
     the planned one, so at 11,200 parameters (chunk_words = 1, history window on) the client
     sends all 700 chunks in one submit that used 25,424,553 gas on py-evm against a planned
     8,261,320, above the 2^24 cap."""
-    params = 16 * 40
+    params = 16 * 16  # 16 one-word chunks: enough to see the per-chunk cost (~37k gas each)
     config = replace(BASE, num_params=params, commit_blocks=0)
     s0 = node.servers[0]
     d0 = node.devices[0]
