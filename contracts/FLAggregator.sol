@@ -342,6 +342,7 @@ contract FLAggregator {
             revert InvalidParameter("referenceEpsilonPpm");
         }
         if (s.normBoundPpm < PPM) revert InvalidParameter("normBoundPpm");
+        if (s.clipPpm != 0 && s.clipPpm < PPM) revert InvalidParameter("clipPpm");
         if (s.unitScale == 0 || s.unitScale > MAX_UNIT_SCALE) revert InvalidParameter("unitScale");
         // |H lane| <= window * unitScale must stay below 2^31.
         if (s.historyWindow > (BIAS32 - 1) / s.unitScale) revert InvalidParameter("historyWindow");

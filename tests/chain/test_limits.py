@@ -51,7 +51,20 @@ def test_the_constructor_rejects_what_cannot_fit() -> None:
     node.deploy(
         "FLAggregator", tuple(settings), node.requester, node.servers, [1], sender=node.requester
     )
-    settings[2] = words + 1
+    clip_at = ok.settings().index(round(ok.clip * 1e6))
+    settings[clip_at] = 500_000  # clipping below the median: rejected, naming the field
+    with pytest.raises(ContractRevert) as info:
+        node.deploy(
+            "FLAggregator",
+            tuple(settings),
+            node.requester,
+            node.servers,
+            [1],
+            sender=node.requester,
+        )
+    assert info.value.error_args == ("clipPpm",)
+    settings[clip_at] = round(ok.clip * 1e6)
+    settings[1] = words + 1  # chunkWords
     with pytest.raises(ContractRevert) as info:
         node.deploy(
             "FLAggregator",
