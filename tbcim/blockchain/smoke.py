@@ -130,6 +130,10 @@ class TaskOnChain:
             sum(self.data_sizes[d] for d in devices if owner[d] == es) or 1 for es in self.servers
         ]
         settings.setdefault("max_workers", len(self.devices))
+        # The submission window must hold every ED's chunk transactions: about 400 gas per
+        # parameter and ED, in blocks of at most 30M gas, times two for safety.
+        needed = 2 * (400 * num_params * len(self.devices)) // 30_000_000 + 5
+        settings.setdefault("round_blocks", max(5, needed))
         config = AggregatorConfig(num_params=num_params, **settings)
         self.client = AggregatorClient.deploy(
             node, config, self.servers, declared, publisher=node.requester
