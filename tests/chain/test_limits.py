@@ -47,33 +47,28 @@ def test_the_constructor_rejects_what_cannot_fit() -> None:
         AggregatorConfig(num_params=2**18 + 1)
     node = ChainNode.embedded(n_servers=1, n_devices=0)
     ok = AggregatorConfig(num_params=PARAMS, max_workers=EDS)
-    settings = list(ok.settings())
-    node.deploy(
-        "FLAggregator", tuple(settings), node.requester, node.servers, [1], sender=node.requester
-    )
+
+    def deploy(changes: dict[int, int]) -> object:
+        """Deploy with the default settings, fields (by index) replaced by ``changes``."""
+        settings = list(ok.settings())
+        for index, value in changes.items():
+            settings[index] = value
+        return node.deploy(
+            "FLAggregator",
+            tuple(settings),
+            node.requester,
+            node.servers,
+            [1],
+            sender=node.requester,
+        )
+
+    deploy({})
     clip_at = ok.settings().index(round(ok.clip * 1e6))
-    settings[clip_at] = 500_000  # clipping below the median: rejected, naming the field
-    with pytest.raises(ContractRevert) as info:
-        node.deploy(
-            "FLAggregator",
-            tuple(settings),
-            node.requester,
-            node.servers,
-            [1],
-            sender=node.requester,
-        )
+    with pytest.raises(ContractRevert) as info:  # clipping below the median
+        deploy({clip_at: 500_000})
     assert info.value.error_args == ("clipPpm",)
-    settings[clip_at] = round(ok.clip * 1e6)
-    settings[1] = words + 1  # chunkWords
-    with pytest.raises(ContractRevert) as info:
-        node.deploy(
-            "FLAggregator",
-            tuple(settings),
-            node.requester,
-            node.servers,
-            [1],
-            sender=node.requester,
-        )
+    with pytest.raises(ContractRevert) as info:  # field 1 is chunkWords
+        deploy({1: words + 1})
     assert info.value.error_name == "ExceedsTxBytes"
     assert info.value.error_args[0] == "aggregate"
 
