@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -343,3 +344,29 @@ def setting_from_dict(config: dict[str, Any]) -> AuctionSetting:
 def load_setting_config(path: str | Path) -> AuctionSetting:
     """A setting from a TOML or JSON file: ``base = "tbcim-5"`` plus overrides."""
     return setting_from_dict(read_config(path))
+
+
+def setting_for_model(
+    state: Mapping[str, Any], path: str | Path, setting: AuctionSetting | None
+) -> AuctionSetting:
+    """The setting a saved learner's ``state`` was trained for: ``setting`` if given and it
+    matches (name, number of ESs, bid space), else the one saved in the file."""
+    if setting is None:
+        setting = setting_from_dict(dict(state["setting_spec"]))
+    if state["setting"] != setting.name:
+        raise ConfigError(
+            "model", f"{path} was trained for setting {state['setting']!r}, not {setting.name!r}"
+        )
+    if state["n_servers"] != setting.n_servers:
+        raise ConfigError(
+            "model",
+            f"{path} has {state['n_servers']} ESs but setting {setting.name!r} has "
+            f"{setting.n_servers}",
+        )
+    if list(state["bid_space"]) != [setting.bid_low, setting.bid_high]:
+        raise ConfigError(
+            "model",
+            f"{path} was trained on the bid space {state['bid_space']} but setting "
+            f"{setting.name!r} now has [{setting.bid_low}, {setting.bid_high}]",
+        )
+    return setting

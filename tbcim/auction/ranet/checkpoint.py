@@ -16,7 +16,7 @@ import torch
 from tbcim.auction.ranet.config import TrainConfig, config_from_mapping
 from tbcim.auction.ranet.nets import RANet
 from tbcim.auction.ranet.trainer import TrainResult
-from tbcim.auction.settings import AuctionSetting, setting_from_dict
+from tbcim.auction.settings import AuctionSetting, setting_for_model
 from tbcim.errors import ConfigError
 from tbcim.results import save_torch
 
@@ -91,24 +91,7 @@ def load_model(
         raise ConfigError("model", f"{path} is not a readable RANet model file: {err}") from err
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         raise ConfigError("model", f"{path} is not a RANet model file ({MODEL_FORMAT})")
-    if setting is None:
-        setting = setting_from_dict(dict(state["setting_spec"]))
-    if state["setting"] != setting.name:
-        raise ConfigError(
-            "model", f"{path} was trained for setting {state['setting']!r}, not {setting.name!r}"
-        )
-    if state["n_servers"] != setting.n_servers:
-        raise ConfigError(
-            "model",
-            f"{path} has {state['n_servers']} ESs but setting {setting.name!r} has "
-            f"{setting.n_servers}",
-        )
-    if list(state["bid_space"]) != [setting.bid_low, setting.bid_high]:
-        raise ConfigError(
-            "model",
-            f"{path} was trained on the bid space {state['bid_space']} but setting "
-            f"{setting.name!r} now has [{setting.bid_low}, {setting.bid_high}]",
-        )
+    setting = setting_for_model(state, path, setting)
     model = RANet(setting, state["hidden"])
     model.load_state_dict(state["state_dict"])
     model.eval()
