@@ -35,6 +35,19 @@ from tbcim.errors import ConfigError
 FEATURES = ("bid", "data_size", "emd")
 
 
+def check_profile_shapes(setting: AuctionSetting, *arrays: torch.Tensor) -> None:
+    """Bids, data sizes and EMDs must each be (batch, S) for ``setting``, all the same shape."""
+    for field, array in zip(FEATURES, arrays, strict=True):
+        if array.ndim != 2 or array.shape[1] != setting.n_servers:
+            raise ConfigError(
+                field,
+                f"expected shape (batch, {setting.n_servers}) for setting "
+                f"{setting.name!r}, got {tuple(array.shape)}",
+            )
+    if not arrays[0].shape == arrays[1].shape == arrays[2].shape:
+        raise ConfigError("profiles", "bids, data sizes and EMDs must have the same shape")
+
+
 def _mlp(n_in: int, n_out: int, hidden: Sequence[int]) -> nn.Sequential:
     """Fully connected layers with tanh activations (section III-C), Glorot-initialised."""
     layers: list[nn.Module] = []
@@ -106,22 +119,11 @@ class RANet(nn.Module):
     def n_servers(self) -> int:
         return self.setting.n_servers
 
-    def _check_shapes(self, *arrays: torch.Tensor) -> None:
-        for field, array in zip(FEATURES, arrays, strict=True):
-            if array.ndim != 2 or array.shape[1] != self.n_servers:
-                raise ConfigError(
-                    field,
-                    f"expected shape (batch, {self.n_servers}) for setting "
-                    f"{self.setting.name!r}, got {tuple(array.shape)}",
-                )
-        if not arrays[0].shape == arrays[1].shape == arrays[2].shape:
-            raise ConfigError("profiles", "bids, data sizes and EMDs must have the same shape")
-
     def forward(
         self, bids: torch.Tensor, data_sizes: torch.Tensor, emds: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(z, p) for a batch of (B, S) tensors; outputs have the dtype of ``bids``."""
-        self._check_shapes(bids, data_sizes, emds)
+        check_profile_shapes(self.setting, bids, data_sizes, emds)
         dtype = self.feature_low.dtype
         raw = torch.stack([bids.to(dtype), data_sizes.to(dtype), emds.to(dtype)], dim=-1)
         x = ((raw - self.feature_low) / self.feature_span).flatten(1)  # (B, 3S), ES-major

@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from tbcim.auction.mechanism import Profiles
-from tbcim.auction.ranet.nets import FEATURES, _mlp
+from tbcim.auction.ranet.nets import _mlp, check_profile_shapes
 from tbcim.auction.settings import AuctionSetting
 from tbcim.errors import ConfigError
 
@@ -166,17 +166,6 @@ class ExactRANet(nn.Module):
     def n_servers(self) -> int:
         return self.setting.n_servers
 
-    def _check_shapes(self, *arrays: torch.Tensor) -> None:
-        for field, array in zip(FEATURES, arrays, strict=True):
-            if array.ndim != 2 or array.shape[1] != self.n_servers:
-                raise ConfigError(
-                    field,
-                    f"expected shape (batch, {self.n_servers}) for setting "
-                    f"{self.setting.name!r}, got {tuple(array.shape)}",
-                )
-        if not arrays[0].shape == arrays[1].shape == arrays[2].shape:
-            raise ConfigError("profiles", "bids, data sizes and EMDs must have the same shape")
-
     def _lattice(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Per-ES lattice (top (B, S), slopes (B, S, M)) and the buy-nothing logit (B,)."""
         own = x[:, :, 1:]  # (B, S, 2): own d, θ
@@ -195,7 +184,7 @@ class ExactRANet(nn.Module):
         self, bids: torch.Tensor, data_sizes: torch.Tensor, emds: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(z, ∫_{b_s}^{b̄} z_s dt in money, its rounding bound in money), each (B, S)."""
-        self._check_shapes(bids, data_sizes, emds)
+        check_profile_shapes(self.setting, bids, data_sizes, emds)
         dtype = torch.float64
         raw = torch.stack([bids.to(dtype), data_sizes.to(dtype), emds.to(dtype)], dim=-1)
         x = (raw - self.feature_low) / self.feature_span  # (B, S, 3)
