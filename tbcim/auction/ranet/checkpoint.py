@@ -73,6 +73,21 @@ def save_result(
     )
 
 
+def read_model_state(path: str | Path, kind: str = "model file") -> dict[str, Any]:
+    """The raw dict of a model file (any learner); unreadable files are ConfigErrors that call
+    it a ``kind``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("model", f"no such file: {path}")
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as err:  # torch raises several unrelated types for a corrupt file
+        raise ConfigError("model", f"{path} is not a readable {kind}: {err}") from err
+    if not isinstance(state, dict) or "format" not in state:
+        raise ConfigError("model", f"{path} is not a tbcim model file (no format tag)")
+    return state
+
+
 def load_model(
     path: str | Path,
     setting: AuctionSetting | None = None,
@@ -82,14 +97,8 @@ def load_model(
     ``setting`` defaults to the one rebuilt from the saved spec; passing one checks that the file
     was trained for it (a model of another setting or another number of ESs is an error).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("model", f"no such file: {path}")
-    try:
-        state = torch.load(path, weights_only=True)
-    except Exception as err:  # torch raises several unrelated types for a corrupt file
-        raise ConfigError("model", f"{path} is not a readable RANet model file: {err}") from err
-    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+    state = read_model_state(path, "RANet model file")
+    if state["format"] != MODEL_FORMAT:
         raise ConfigError("model", f"{path} is not a RANet model file ({MODEL_FORMAT})")
     setting = setting_for_model(state, path, setting)
     model = RANet(setting, state["hidden"])

@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from tbcim.auction.ranet.checkpoint import read_model_state
 from tbcim.auction.ranet_exact.config import ExactConfig, exact_config_from_mapping
 from tbcim.auction.ranet_exact.nets import ExactRANet
 from tbcim.auction.ranet_exact.trainer import ExactTrainResult
@@ -49,20 +48,6 @@ def save_exact_result(
             "train_seconds": result.train_seconds,
         },
     )
-
-
-def read_model_state(path: str | Path) -> dict[str, Any]:
-    """The raw dict of a model file (any learner); unreadable files are ConfigErrors."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("model", f"no such file: {path}")
-    try:
-        state = torch.load(path, weights_only=True)
-    except Exception as err:  # torch raises several unrelated types for a corrupt file
-        raise ConfigError("model", f"{path} is not a readable model file: {err}") from err
-    if not isinstance(state, dict) or "format" not in state:
-        raise ConfigError("model", f"{path} is not a tbcim model file (no format tag)")
-    return state
 
 
 def load_exact_model(
