@@ -8,6 +8,10 @@ the ED named, the rest go on), quantised with the shared codec, committed and su
 the deadline a live ES aggregates chunk by chunk; the next round trains from the model read back
 from the chain. No Python copy of the model is carried between rounds.
 
+The requester publishes the initial model with a bootstrap reference (its own update on its
+validation set, :meth:`~tbcim.fl.task.FLTask.bootstrap_reference`), so the reference rule
+screens updates from the first round; ``bootstrap=False`` leaves round 1 unscreened.
+
 Failed ESs (section V, Fig. 12): while ES s is down it has no stake in the proof-of-stake
 election (so it produces no blocks), it neither opens nor aggregates rounds, and its EDs cannot
 reach the chain, so they sit the round out and rejoin afterwards.
@@ -53,6 +57,8 @@ class ChainTask(Protocol):
 
     def evaluate(self, params: Vector) -> Evaluation: ...
 
+    def bootstrap_reference(self) -> Vector: ...
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -94,6 +100,7 @@ class OnChainFL:
     task: ChainTask
     owners: Sequence[int]
     config: AggregatorConfig | None = None
+    bootstrap: bool = True  # publish the task's bootstrap reference with the initial model
     client: AggregatorClient = field(init=False)
 
     def __post_init__(self) -> None:
@@ -129,7 +136,12 @@ class OnChainFL:
             self.client.register_worker(self.servers[self.owners[ed]], device, size)
         codec = self.client.codec
         initial = codec.quantize(self.task.initial_params, "initial model")
-        self.client.publish_initial_model(initial, publisher=self.node.requester)
+        reference = (
+            codec.quantize(self.task.bootstrap_reference(), "bootstrap reference")
+            if self.bootstrap
+            else None
+        )
+        self.client.publish_initial_model(initial, reference, publisher=self.node.requester)
         self._stakes = [1.0] * len(self.node.servers)
 
     def global_params(self) -> Vector:

@@ -48,6 +48,7 @@ class ChainConfig:
     history_epsilon: float = 0.05
     reference_epsilon: float = 0.05
     norm_bound: float = 3.0
+    bootstrap_reference: bool = True
 
     def __post_init__(self) -> None:
         for name in ("servers", "eds_per_server", "round_blocks", "grace_blocks"):
@@ -144,7 +145,7 @@ def run_fl(
     c = config.chain
     task = build_task(config.fl, n_eds=c.eds)
     owners = [ed // c.eds_per_server for ed in range(c.eds)]
-    fl = OnChainFL(node, task, owners, c.aggregator(task.num_params))
+    fl = OnChainFL(node, task, owners, c.aggregator(task.num_params), c.bootstrap_reference)
     failures = [Failure(tuple(config.failure.servers), config.failure.start, config.failure.end)]
     start = time.perf_counter()
     records = fl.run(config.fl.global_rounds, failures, on_round)

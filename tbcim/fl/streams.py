@@ -18,6 +18,7 @@ PARTITION = 3
 REFERENCE = 4
 ATTACKERS = 5
 TASK_TEST = 6
+TASK_VALIDATION = 7
 
 
 def derive_seed(*keys: int) -> int:

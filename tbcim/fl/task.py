@@ -1,11 +1,19 @@
 """One FL task, assembled from an :class:`~tbcim.fl.config.FLConfig` (chain-independent).
 
 :func:`build_task` draws, from independent streams of the config's seed: the task's reference
-distribution P_a (a mixture, section V-A), the task test set that follows P_a, the partition of
-the training split over the EDs, the attacking EDs, and builds one :class:`Client` per ED and an
-:class:`Adversary` per attacker. Everything the lower level reads (label counts → θ (26), data
-sizes) comes from ``task.partition``; :func:`tbcim.fl.partitions.server_table` lays it out in the
-lower level's (S, N) shapes.
+distribution P_a (a mixture, section V-A), the task test set that follows P_a, the requester's
+validation set (drawn the same way from the validation split), the partition of the training
+split over the EDs, the attacking EDs, and builds one :class:`Client` per ED and an
+:class:`Adversary` per attacker.
+
+The requester trains once on its validation set from the initial model; that delta is the
+bootstrap reference direction published with the initial model (the root-dataset update of
+FLTrust, Cao et al. 2021), so the contract's reference rule is armed from the first round. The
+validation set is also what thresholds and defaults are tuned on; the test set never is.
+
+Everything the lower level reads (label counts → θ (26), data sizes) comes from
+``task.partition``; :func:`tbcim.fl.partitions.server_table` lays it out in the lower level's
+(S, N) shapes.
 """
 
 from __future__ import annotations
@@ -37,10 +45,12 @@ from tbcim.fl.streams import (
     PARTITION,
     REFERENCE,
     TASK_TEST,
+    TASK_VALIDATION,
     numpy_rng,
 )
 
 Vector = NDArray[np.float64]
+REQUESTER = 2**31  # the requester's key in the training streams (no ED has this index)
 
 
 class UpdateSource(Protocol):
@@ -71,17 +81,19 @@ class FLTask:
     reference: Vector
     partition: Partition
     test_indices: NDArray[np.int64]
+    validation_indices: NDArray[np.int64]
     clients: list[Client]
     adversaries: dict[int, Adversary]
     initial_params: Vector
+    requester: Client
 
     def __post_init__(self) -> None:
         c = self.config
-        self._model = build_model(
-            c.model_name, self.dataset.input_shape, self.dataset.n_classes, c.seed
-        )
-        idx = self.test_indices
-        self._x_test, self._y_test = to_tensors(self.dataset.x_test[idx], self.dataset.y_test[idx])
+        d = self.dataset
+        self._model = build_model(c.model_name, d.input_shape, d.n_classes, c.seed)
+        self._test = to_tensors(d.x_test[self.test_indices], d.y_test[self.test_indices])
+        val = self.validation_indices
+        self._validation = to_tensors(d.x_val[val], d.y_val[val])
 
     @property
     def num_params(self) -> int:
@@ -109,7 +121,17 @@ class FLTask:
     def evaluate(self, params: Vector) -> Evaluation:
         """Loss and accuracy of ``params`` on the task test set (labels follow P_a)."""
         set_params(self._model, params)
-        return evaluate(self._model, self._x_test, self._y_test)
+        return evaluate(self._model, *self._test)
+
+    def evaluate_validation(self, params: Vector) -> Evaluation:
+        """The same on the requester's validation set: what tuning may look at."""
+        set_params(self._model, params)
+        return evaluate(self._model, *self._validation)
+
+    def bootstrap_reference(self) -> Vector:
+        """The requester's delta from the initial model after δ1 epochs on its validation set:
+        the reference direction published with the initial model."""
+        return self.requester.local_update(self.initial_params, 0)
 
 
 def build_task(config: FLConfig, n_eds: int, dataset: Dataset | None = None) -> FLTask:
@@ -129,6 +151,9 @@ def build_task(config: FLConfig, n_eds: int, dataset: Dataset | None = None) -> 
     )
     test_idx = task_test_indices(
         data.y_test, reference, numpy_rng(TASK_TEST, c.seed), data.n_classes
+    )
+    val_idx = task_test_indices(
+        data.y_val, reference, numpy_rng(TASK_VALIDATION, c.seed), data.n_classes
     )
     partition = make_partition(
         c.partition,
@@ -169,4 +194,25 @@ def build_task(config: FLConfig, n_eds: int, dataset: Dataset | None = None) -> 
     }
     init_seed = int(numpy_rng(MODEL_INIT, c.seed).integers(2**62))
     init = build_model(c.model_name, data.input_shape, data.n_classes, init_seed)
-    return FLTask(c, data, reference, partition, test_idx, clients, adversaries, get_params(init))
+    requester = Client(
+        REQUESTER,
+        data.x_val[val_idx],
+        data.y_val[val_idx],
+        c.model_name,
+        data.input_shape,
+        data.n_classes,
+        training,
+        c.seed,
+    )
+    return FLTask(
+        c,
+        data,
+        reference,
+        partition,
+        test_idx,
+        val_idx,
+        clients,
+        adversaries,
+        get_params(init),
+        requester,
+    )

@@ -21,12 +21,12 @@ N_EDS, N_ES = 6, 3
 OWNERS = [ed % N_ES for ed in range(N_EDS)]
 
 
-def make_fl(task: FLTask, seed: int = 0, clip: float = 1.0) -> OnChainFL:
+def make_fl(task: FLTask, seed: int = 0, clip: float = 1.0, bootstrap: bool = True) -> OnChainFL:
     node = ChainNode.embedded(n_servers=N_ES, n_devices=N_EDS, seed=seed)
     short = AggregatorConfig(
         num_params=task.num_params, max_workers=N_EDS, commit_blocks=1, round_blocks=2, clip=clip
     )
-    return OnChainFL(node, task, OWNERS, short)
+    return OnChainFL(node, task, OWNERS, short, bootstrap)
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +42,9 @@ def sign_flip_task(digits: Dataset) -> FLTask:
 def test_rounds_on_chain_match_numpy_fedavg_reject_attackers_and_learn(
     sign_flip_task: FLTask,
 ) -> None:
-    """The chain's model after each round is numpy FedAvg of the included updates (within one
-    quantisation step); a sign-flipper from its first round is rejected once a reference exists;
-    honest EDs are accepted; accuracy rises; with ES 1 down its EDs submit nothing and the round
-    still closes."""
+    """A sign-flipper from its first round is rejected in every round (the bootstrap reference
+    arms the rule in round 1); honest EDs are accepted; accuracy rises; with ES 1 down its EDs
+    submit nothing and the round still closes."""
     task = sign_flip_task
     (attacker,) = task.adversaries
     fl = make_fl(task)
@@ -57,10 +56,10 @@ def test_rounds_on_chain_match_numpy_fedavg_reject_attackers_and_learn(
         live = [ed for ed in range(N_EDS) if OWNERS[ed] not in down]
         assert record.participants == tuple(live)
         assert set(record.accepted) <= set(live)
-        assert attacker not in record.accepted or r == 0
+        assert attacker not in record.accepted
         assert {ed for ed in live if ed != attacker} <= set(record.accepted)
         assert fl.client.global_model().round == record.chain_round
-    assert records[1].rejected[attacker] == Verdict.REFERENCE_COSINE.name
+    assert records[0].rejected[attacker] == Verdict.REFERENCE_COSINE.name
     assert records[2].failed_servers == (1,)
     assert all(OWNERS[ed] != 1 for ed in records[2].participants)
     assert records[-1].accuracy > start + 0.2
@@ -78,9 +77,9 @@ def test_the_chain_model_is_numpy_fedavg_of_the_accepted_updates(digits: Dataset
         twin = build_task(cfg, n_eds=N_EDS, dataset=digits)
         deltas = twin.submissions(start, 0, range(N_EDS))
         record = fl.run_round(0)
-        assert record.accepted == tuple(range(N_EDS))
-        quantised = [codec.dequantize(codec.quantize(deltas[ed])) for ed in range(N_EDS)]
-        sizes = [int(n) for n in twin.data_sizes]
+        assert len(record.accepted) >= N_EDS - 1
+        quantised = [codec.dequantize(codec.quantize(deltas[ed])) for ed in record.accepted]
+        sizes = [int(twin.data_sizes[ed]) for ed in record.accepted]
         if clip == 0.0:
             expected = fedavg(start, dict(enumerate(quantised)), dict(enumerate(map(float, sizes))))
         else:
@@ -109,3 +108,30 @@ def test_same_seed_same_hashes_even_with_the_python_copy_tampered(digits: Datase
     }
     assert hashes["tampered"] == hashes["clean"]
     assert len(set(hashes["clean"])) == 2
+
+
+def test_without_the_bootstrap_reference_round_one_is_unscreened(sign_flip_task: FLTask) -> None:
+    """The same sign-flipper passes round 1 when no bootstrap reference is published (no
+    direction to compare with yet), and is rejected once the first mean update exists."""
+    task = sign_flip_task
+    (attacker,) = task.adversaries
+    fl = make_fl(task, bootstrap=False)
+    first, second = fl.run_round(0), fl.run_round(1)
+    assert first.accepted == tuple(range(N_EDS))
+    assert second.rejected[attacker] == Verdict.REFERENCE_COSINE.name
+
+
+def test_the_bootstrap_reference_is_the_requesters_update_on_validation_data(
+    sign_flip_task: FLTask,
+) -> None:
+    """The reference published with the initial model is the requester's quantised delta; the
+    requester trains on validation images only (no test image, no ED's image)."""
+    task = sign_flip_task
+    fl = make_fl(task)
+    codec = fl.client.codec
+    published = fl.client.global_model().reference
+    assert published is not None
+    assert np.array_equal(published, codec.quantize(task.bootstrap_reference()))
+    val = task.dataset.x_val[task.validation_indices]
+    assert task.requester.data_size == len(task.validation_indices) > 0
+    assert np.array_equal(task.requester.x.numpy(), val)
