@@ -1,6 +1,15 @@
 """Benchmark of the second paper's mechanisms against the issue's goals (PASS/FAIL each).
 
-    python scripts/bench_matching.py --json results/bench_matching.json [--seed 0]
+    python scripts/bench_matching.py --config configs/bench/matching.toml \
+        --json results/matching/bench_matching.json [--seeds 0] [--instances 10] \
+        [--gap-instances 200] [--large-repeats 5]
+
+**Config.** The reported rows come from a checked-in file (``configs/bench/matching.toml``) read
+with the shared reader: ``[bench]`` sets ``seeds``, ``instances``, ``gap_instances`` and
+``large_repeats``; the optional ``[scenario]`` sets the market generator's ranges
+(:class:`tbcim.matching.scenario.ScenarioConfig`). A flag overrides the file. Each seed draws its
+own markets (the counts are per seed) and the rows pool every seed's markets. The output records
+the config file, the resolved config and the seeds.
 
 Rows: buyers, data_sellers, uav_sellers, method, seconds (mean over the instances), max_seconds,
 revenue (mean). Opt includes its VCG payments and Subopt its critical payments, as in Table II.
@@ -15,35 +24,99 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from tbcim.configfile import (
+    check_counts,
+    check_seeds,
+    config_with_flags,
+    dataclass_from_table,
+    int_list,
+    provenance,
+)
+from tbcim.errors import TbcimError
 from tbcim.matching.experiments import PAPER_TABLE2, paper_size
 from tbcim.matching.methods import METHODS, run_method
 from tbcim.matching.model import MatchingMarket
-from tbcim.matching.scenario import generate
+from tbcim.matching.scenario import ScenarioConfig, generate
 from tbcim.results import write_json
 from tbcim.seeding import seed_everything
 
 MACHINE = "2-core CPU, no GPU (shared)"
+DEFAULT_CONFIG = "configs/bench/matching.toml"
+#: (size label, method) -> (seconds, revenue) per market, pooled over the seeds.
+Samples = dict[tuple[str, str], tuple[list[float], list[float]]]
 
 
-def measure(method: str, markets: list[MatchingMarket], rng: np.random.Generator) -> dict:
-    seconds, revenue = [], []
+@dataclass(frozen=True)
+class MatchingBench:
+    """The ``[bench]`` table; the market counts are per seed."""
+
+    seeds: tuple[int, ...] = (0,)
+    instances: int = 10
+    gap_instances: int = 200
+    large_repeats: int = 5
+
+    def __post_init__(self) -> None:
+        check_counts(self, "instances", "gap_instances", "large_repeats")
+        check_seeds(self.seeds)
+
+
+def load_config(
+    path: str | Path | None, flags: Mapping[str, Any]
+) -> tuple[MatchingBench, ScenarioConfig]:
+    """The ``[bench]`` table of ``path`` with ``flags`` on top (None: not given), and its market."""
+    bench, tables = config_with_flags(MatchingBench, path, "bench", flags, ["scenario"])
+    return bench, dataclass_from_table(ScenarioConfig, tables.get("scenario"), "scenario")
+
+
+def measure(
+    samples: Samples,
+    label: str,
+    method: str,
+    markets: list[MatchingMarket],
+    rng: np.random.Generator,
+) -> None:
+    """Add each market's seconds and revenue under ``method`` to ``samples[label, method]``."""
+    seconds, revenue = samples.setdefault((label, method), ([], []))
     for market in markets:
         start = time.perf_counter()
         matching = run_method(method, market, rng)
         seconds.append(time.perf_counter() - start)
         revenue.append(matching.revenue)
-    L, M, N = markets[0].shape
+
+
+def seed_samples(
+    samples: Samples, seed: int, bench: MatchingBench, scenario: ScenarioConfig
+) -> None:
+    """One seed's markets (Table II sizes, 100/100/100, the gap markets at 6/8/10), measured."""
+    rng = seed_everything(seed)
+    for label in PAPER_TABLE2:
+        markets = [generate(*paper_size(label), rng, scenario) for _ in range(bench.instances)]
+        for method in METHODS:
+            measure(samples, label, method, markets, rng)
+    large = [generate(100, 100, 100, rng, scenario) for _ in range(bench.large_repeats)]
+    measure(samples, "100/100/100", "Subopt", large, rng)
+    gap = [generate(*paper_size("6/8/10"), rng, scenario) for _ in range(bench.gap_instances)]
+    for method in ("Opt", "Subopt"):
+        measure(samples, "6/8/10", method, gap, rng)
+
+
+def row(label: str, method: str, seconds: list[float], revenue: list[float]) -> dict:
+    L, M, N = paper_size(label)
     return {
+        "size": label,
         "buyers": L,
         "data_sellers": M,
         "uav_sellers": N,
         "method": method,
-        "instances": len(markets),
+        "instances": len(seconds),
         "seconds": float(np.mean(seconds)),
         "max_seconds": float(np.max(seconds)),
         "revenue": float(np.mean(revenue)),
@@ -51,31 +124,30 @@ def measure(method: str, markets: list[MatchingMarket], rng: np.random.Generator
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="TOML/JSON: [bench], [scenario]")
     parser.add_argument("--json", type=Path, required=True, help="output JSON path")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--instances", type=int, default=10, help="markets per Table II size")
-    parser.add_argument("--gap-instances", type=int, default=200, help="markets at 6/8/10")
-    parser.add_argument("--large-repeats", type=int, default=5, help="markets at 100/100/100")
+    parser.add_argument("--seeds", "--seed", type=int_list, help="e.g. 0,1,2")
+    parser.add_argument("--instances", type=int, help="markets per Table II size and seed")
+    parser.add_argument("--gap-instances", type=int, help="markets at 6/8/10 per seed")
+    parser.add_argument("--large-repeats", type=int, help="markets at 100/100/100 per seed")
     args = parser.parse_args(argv)
-    if min(args.instances, args.gap_instances, args.large_repeats) < 1:
-        parser.error("instance counts must be positive")
-    rng = seed_everything(args.seed)
-    rows = []
-    for label in tqdm(PAPER_TABLE2, desc="Table II sizes"):
-        markets = [generate(*paper_size(label), rng) for _ in range(args.instances)]
-        for method in METHODS:
-            rows.append({"size": label, **measure(method, markets, rng)})
-    large = [generate(100, 100, 100, rng) for _ in range(args.large_repeats)]
-    rows.append({"size": "100/100/100", **measure("Subopt", large, rng)})
-    gap_markets = [generate(*paper_size("6/8/10"), rng) for _ in range(args.gap_instances)]
-    gap_rows = {m: measure(m, gap_markets, rng) for m in ("Opt", "Subopt")}
-    rows += [{"size": "6/8/10", **row} for row in gap_rows.values()]
+    keys = ("seeds", "instances", "gap_instances", "large_repeats")
+    try:
+        bench, scenario = load_config(args.config, {k: getattr(args, k) for k in keys})
+    except TbcimError as err:
+        print(f"bench_matching: error: {err}", file=sys.stderr)
+        return 2
+    samples: Samples = {}
+    for seed in tqdm(bench.seeds, desc="seeds"):
+        seed_samples(samples, seed, bench, scenario)
+    rows = [row(label, method, *values) for (label, method), values in samples.items()]
+    gap_rows = {r["method"]: r for r in rows if r["size"] == "6/8/10"}
 
     paper_rows = [r for r in rows if r["size"] in PAPER_TABLE2]
     opt_worst = max(r["max_seconds"] for r in paper_rows if r["method"] == "Opt")
     sub_worst = max(r["seconds"] for r in paper_rows if r["method"] == "Subopt")
-    large_mean = rows[-3]["seconds"]
+    large_mean = next(r["seconds"] for r in rows if r["size"] == "100/100/100")
     gap = 100.0 * (1.0 - gap_rows["Subopt"]["revenue"] / gap_rows["Opt"]["revenue"])
     goals = [
         ("Opt+VCG <= 1 s at every Table II size (slowest instance)", opt_worst, 1.0),
@@ -89,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     payload = {
         "machine": MACHINE,
-        "seed": args.seed,
-        "command": " ".join(["python", "scripts/bench_matching.py", *sys.argv[1:]]),
+        **provenance(
+            "scripts/bench_matching.py", argv, args.config, bench=bench, scenario=scenario
+        ),
+        "seeds": list(bench.seeds),
         "rows": rows,
         "goals": goal_rows,
     }

@@ -10,6 +10,10 @@
 * :func:`dataclass_from_table` builds a frozen config dataclass from a table: unknown keys and
   wrong types by dotted key, and the dataclass's own range checks (``ConfigError(field, ...)``
   from ``__post_init__``) re-keyed under the table's path by :func:`keyed`.
+* :func:`config_with_flags` is a benchmark's or script's config: one table of a file (or the
+  defaults), with the command line's flags on top; :func:`int_list` parses a flag such as
+  ``--seeds 1,2,3`` and :func:`check_counts` / :func:`check_seeds` are the usual range checks;
+  :func:`provenance` is what its JSON records of the run (command, date, file, resolved config).
 
 A package names errors relative to its own table; whoever composes tables into one file wraps
 each package's parsing in ``keyed(TABLE)``, so the user always sees the full dotted key.
@@ -22,12 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import tomllib
 import types
 import typing
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, is_dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -183,3 +189,64 @@ def supported(kind: Any) -> bool:
     if origin is tuple:
         return all(a in (float, int, Ellipsis) for a in args)
     return kind in (bool, int, float, str)
+
+
+def config_with_flags(
+    cls: type[T],
+    path: str | Path | None,
+    table: str,
+    flags: Mapping[str, Any],
+    others: Collection[str] = (),
+) -> tuple[T, Mapping[str, Any]]:
+    """The dataclass ``cls`` from the ``[table]`` of the file ``path``, with ``flags`` on top.
+
+    Without a file the table is empty (the class defaults). ``flags`` maps field names to the
+    command line's values, ``None`` for a flag not given; a given flag overrides the file and is
+    checked like a key of the file, but named by its field (the flag's name). The file may hold
+    only ``table`` and the tables named in ``others``, which are returned (raw) for their own
+    packages' parsers.
+    """
+    raw = read_config(path) if path is not None else {}
+    top = check_table(raw, "", (table, *others))
+    base = dataclass_from_table(cls, top.get(table), table)
+    given = {key: value for key, value in flags.items() if value is not None}
+    return dataclass_from_table(cls, given, "", base=base), {
+        key: value for key, value in top.items() if key != table
+    }
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """``"1,2,3"`` as ``(1, 2, 3)``: a command-line list (argparse reports a ValueError)."""
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def check_counts(instance: Any, *names: str) -> None:
+    """Each named field of ``instance`` is a positive integer, or a non-empty tuple of them."""
+    for name in names:
+        value = getattr(instance, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if not values or any(v < 1 for v in values):
+            raise ConfigError(name, f"must be positive integers, got {value!r}")
+
+
+def check_seeds(seeds: tuple[int, ...], field: str = "seeds") -> None:
+    """A non-empty list of distinct seeds >= 0 (numpy's generators need non-negative seeds)."""
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(field, f"needs distinct integers >= 0, got {list(seeds)!r}")
+
+
+def provenance(
+    script: str, argv: Sequence[str] | None, path: str | Path | None, **tables: Any
+) -> dict[str, Any]:
+    """The run's command line (``argv`` None: this process's), date (UTC), config file and
+    resolved config, one entry per table (a dataclass instance or a mapping)."""
+    args = sys.argv[1:] if argv is None else argv
+    return {
+        "command": " ".join(["python", script, *args]),
+        "date": datetime.now(UTC).date().isoformat(),
+        "config": None if path is None else str(path),
+        "resolved_config": {
+            name: asdict(table) if is_dataclass(table) else dict(table)  # type: ignore[arg-type]
+            for name, table in tables.items()
+        },
+    }
