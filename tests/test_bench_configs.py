@@ -118,6 +118,16 @@ def test_file_errors_and_bad_flags(
     assert "--seeds" in capsys.readouterr().err
 
 
+def test_chain_out_is_json_with_a_deprecation_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "none.toml")
+    assert bench("chain").main(["--config", missing, "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert "--out is deprecated, use --json FILE" in err
+    assert "no such file" in err
+
+
 def test_flags_override_the_file(tmp_path: Path) -> None:
     path = write(
         tmp_path / "c.toml", "[bench]\nsizes = [5]\nseeds = [1]\n[aggregator]\nclip = 2.0\n"
