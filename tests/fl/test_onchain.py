@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from chain_node.anvil import running_anvil
 from chain_node.node import ChainNode
 from tbcim.blockchain.aggregator import AggregatorConfig
 from tbcim.blockchain.codec import Verdict
@@ -135,3 +136,22 @@ def test_the_bootstrap_reference_is_the_requesters_update_on_validation_data(
     val = task.dataset.x_val[task.validation_indices]
     assert task.requester.data_size == len(task.validation_indices) > 0
     assert np.array_equal(task.requester.x.numpy(), val)
+
+
+def test_anvil_gives_the_same_global_model_hashes_as_py_evm(digits: Dataset) -> None:
+    """A short run on a real external node (anvil, revm) and on the embedded py-evm chain:
+    same seed, same attacker, same failed ES, so the same global-model hash every round."""
+    cfg = FLConfig(lr=0.1, local_epochs=1, attack="sign_flip", attack_fraction=0.2, seed=11)
+    embedded = make_fl(build_task(cfg, n_eds=N_EDS, dataset=digits), seed=11)
+    with running_anvil(accounts=1 + N_ES + N_EDS) as url:
+        node = ChainNode.connect(url, n_servers=N_ES, n_devices=N_EDS, seed=11)
+        config = AggregatorConfig(
+            num_params=embedded.task.num_params, max_workers=N_EDS, commit_blocks=1, round_blocks=2
+        )
+        external = OnChainFL(node, build_task(cfg, n_eds=N_EDS, dataset=digits), OWNERS, config)
+        hashes = [
+            [fl.run_round(r, down).model_hash for fl in (embedded, external)]
+            for r, down in enumerate([set(), {2}])
+        ]
+    assert all(a == b for a, b in hashes)
+    assert hashes[0][0] != hashes[1][0]
