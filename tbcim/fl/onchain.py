@@ -94,13 +94,15 @@ class ChainRound:
 @dataclass
 class OnChainFL:
     """A task's FL on one aggregator shared by ``n_servers`` ESs; ED i belongs to ES
-    ``owners[i]``. EDs are the node's device accounts, ESs its server accounts."""
+    ``owners[i]``. EDs are the node's device accounts, ESs its server accounts. Only the EDs in
+    ``workers`` (those the ESs hired) register and train."""
 
     node: ChainNode
     task: ChainTask
     owners: Sequence[int]
     config: AggregatorConfig | None = None
     bootstrap: bool = True  # publish the task's bootstrap reference with the initial model
+    workers: Sequence[int] | None = None  # the EDs that take part (default: all)
     client: AggregatorClient = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,7 +114,12 @@ class OnChainFL:
         n_servers = max(self.owners) + 1
         if min(self.owners) < 0 or n_servers > len(self.node.servers):
             raise ConfigError("owners", f"ES indices must lie in [0, {len(self.node.servers)})")
-        config = self.config or AggregatorConfig(num_params=self.task.num_params, max_workers=n_eds)
+        self.workers = sorted(set(range(n_eds) if self.workers is None else self.workers))
+        if not self.workers or not 0 <= self.workers[0] <= self.workers[-1] < n_eds:
+            raise ConfigError("workers", f"need at least one ED index in [0, {n_eds})")
+        config = self.config or AggregatorConfig(
+            num_params=self.task.num_params, max_workers=len(self.workers)
+        )
         if config.num_params != self.task.num_params:
             raise ConfigError(
                 "num_params",
@@ -121,8 +128,7 @@ class OnChainFL:
         sizes = [int(n) for n in self.task.data_sizes]
         self.servers = list(self.node.servers[:n_servers])
         declared = [
-            sum(n for n, o in zip(sizes, self.owners, strict=True) if o == s)
-            for s in range(n_servers)
+            sum(sizes[ed] for ed in self.workers if self.owners[ed] == s) for s in range(n_servers)
         ]
         self.client = AggregatorClient.deploy(
             self.node,
@@ -132,8 +138,8 @@ class OnChainFL:
             publisher=self.node.requester,
         )
         self.devices: list[str] = [str(d) for d in self.node.devices[:n_eds]]
-        for ed, (device, size) in enumerate(zip(self.devices, sizes, strict=True)):
-            self.client.register_worker(self.servers[self.owners[ed]], device, size)
+        for ed in self.workers:
+            self.client.register_worker(self.servers[self.owners[ed]], self.devices[ed], sizes[ed])
         codec = self.client.codec
         initial = codec.quantize(self.task.initial_params, "initial model")
         reference = (
@@ -154,7 +160,7 @@ class OnChainFL:
         if not live:
             raise ConfigError("failures", f"every ES is down in round {round}")
         self.node.set_stakes([0.0 if s in down else w for s, w in enumerate(self._stakes)])
-        participants = [ed for ed, owner in enumerate(self.owners) if owner not in down]
+        participants = [ed for ed in self.workers if self.owners[ed] not in down]
         params = self.global_params()
         started = time.perf_counter()
         raw = self.task.submissions(params, round, participants)

@@ -50,7 +50,7 @@ from tbcim.fl.streams import (
 )
 
 Vector = NDArray[np.float64]
-REQUESTER = 2**31  # the requester's key in the training streams (no ED has this index)
+REQUESTER = 2**31 + 1  # the requester's key in the training streams (no ED, not the central trainer)
 
 
 class UpdateSource(Protocol):
