@@ -33,3 +33,6 @@ class ContractRevert(ChainError):
         self.function = function
         self.error_name = error_name
         self.error_args = error_args
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, e.g. out of a worker process
+        return (type(self), (self.contract, self.function, self.error_name, self.error_args))

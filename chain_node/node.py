@@ -325,6 +325,11 @@ class ChainNode:
     def block_number(self) -> int:
         return int(self.w3.eth.block_number)
 
+    @property
+    def block_gas_limit(self) -> int:
+        """The gas limit of this chain's blocks (60M embedded; anvil's --gas-limit)."""
+        return self._block_gas_limit
+
     def role_of(self, address: str) -> str:
         if address == self.requester:
             return "requester"

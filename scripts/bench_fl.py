@@ -6,7 +6,8 @@
         [--jobs 2] [--timing-rounds 3]
 
 **Runs.** Each run changes one thing from the config (:data:`RUNS`): ``ideal`` (every candidate
-ED, no attackers), ``ours`` (EMD selection + Stackelberg pricing, 20 % sign-flippers),
+ED, no attackers, every verification rule off: plain FedAvg on chain), ``ours`` (EMD
+selection + Stackelberg pricing, 20 % sign-flippers),
 ``no_im`` and ``greedy`` (same attackers), ``ours`` under each attack and with none, ``ours``
 with 20 % of the ESs down in rounds [0.15 δg, 0.30 δg) (the paper's rounds 15-30 of 100), and
 No-IM without attackers on non-IID and IID data (Fig. 5).
@@ -43,9 +44,16 @@ from tbcim.errors import ConfigError
 from tbcim.market.training import TrainingConfig, TrainingRun, run_training
 from tbcim.results import write_json
 
+#: Ideal is plain FedAvg of everyone: no attackers, so no verification to lose honest updates to.
+NO_DEFENCE = {
+    "chain.reference_epsilon": -1.0,
+    "chain.history_epsilon": -1.0,
+    "chain.norm_bound": 4000.0,
+    "chain.clip": 0.0,
+}
 #: run name -> dotted overrides of the config.
 RUNS: dict[str, dict[str, Any]] = {
-    "ideal": {"selection.strategy": "ideal", "fl.attack": "none"},
+    "ideal": {"selection.strategy": "ideal", "fl.attack": "none", **NO_DEFENCE},
     "ours": {},
     "no_im": {"selection.strategy": "no_im"},
     "greedy": {"selection.strategy": "greedy"},

@@ -76,6 +76,32 @@ def submit_gas_bound(chunk_words: int, chunks: int) -> int:
     return tx_bounds(chunk_words * chunks, 1)[1] + 60_000 * chunks
 
 
+def submission_blocks(config: AggregatorConfig, submitters: int, block_gas_limit: int) -> int:
+    """Blocks that ``submitters`` EDs' submissions can need at most (the client sends each ED's
+    k-th transaction in the same block(s), one layer after the other): the least submission
+    window (``round_blocks``) that never closes on an honest ED."""
+    words = config.words_per_chunk
+    chunks = len(config.spans)
+    per_tx = chunks_per_submit(words, chunks)
+    blocks = 0
+    for first in range(0, chunks, per_tx):
+        bound = submit_gas_bound(words, min(per_tx, chunks - first))
+        fit = max(1, block_gas_limit // bound)
+        blocks += -(-submitters // fit)
+    return blocks
+
+
+def chunks_per_submit(words: int, chunks: int) -> int:
+    """Chunks of ``words`` words that fit one submit transaction (see :func:`submit_gas_bound`)."""
+    k = 1
+    while k < chunks:
+        submit_bytes = tx_bounds((k + 1) * words, 1)[0]
+        if submit_bytes > MAX_TX_BYTES or submit_gas_bound(words, k + 1) > MAX_TX_GAS:
+            break
+        k += 1
+    return k
+
+
 def fits_limits(chunk_words: int, workers: int) -> bool:
     sb, sg, ab, ag = tx_bounds(chunk_words, workers)
     return max(sb, ab) <= MAX_TX_BYTES and max(sg, ag) <= MAX_TX_GAS
@@ -432,15 +458,7 @@ class AggregatorClient:
         return plan
 
     def _chunks_per_submit(self) -> int:
-        """Chunks that fit one submit transaction (see :func:`submit_gas_bound`)."""
-        words = self.config.words_per_chunk
-        k = 1
-        while k < self.num_chunks:
-            submit_bytes = tx_bounds((k + 1) * words, 1)[0]
-            if submit_bytes > MAX_TX_BYTES or submit_gas_bound(words, k + 1) > MAX_TX_GAS:
-                break
-            k += 1
-        return k
+        return chunks_per_submit(self.config.words_per_chunk, self.num_chunks)
 
     def _submit_fn(self, round_: int, plan: _Plan, first: int, end: int) -> Any:
         start, stop = self.spans[first][0], self.spans[end - 1][1]
@@ -454,6 +472,14 @@ class AggregatorClient:
         """Every ED's update for ``round_``: commitments in one block (with commit-reveal), then
         the chunked submissions, each ED's first transaction in one block, its second in the
         next, and so on. Returns one outcome per ED that finished submitting."""
+        needed = submission_blocks(self.config, len(updates), self.node.block_gas_limit)
+        if needed > self.config.round_blocks:
+            raise ConfigError(
+                "round_blocks",
+                f"{len(updates)} submissions can need {needed} blocks of "
+                f"{self.node.block_gas_limit:,} gas, but the submission window is "
+                f"{self.config.round_blocks}; deploy with round_blocks >= {needed}",
+            )
         current = self.global_model()
         reference = b"" if current.reference is None else pack_update(current.reference)
         plans = [self._plan(d, self._values(v), reference) for d, v in updates.items()]

@@ -19,6 +19,7 @@ reach the chain, so they sit the round out and rejoin afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from tbcim.blockchain.aggregator import AggregatorClient, AggregatorConfig
+from tbcim.blockchain.aggregator import AggregatorClient, AggregatorConfig, submission_blocks
 from tbcim.blockchain.codec import Verdict
 from tbcim.errors import ConfigError
 from tbcim.fl.client import screen_updates
@@ -120,6 +121,10 @@ class OnChainFL:
         config = self.config or AggregatorConfig(
             num_params=self.task.num_params, max_workers=len(self.workers)
         )
+        # Widen the submission window to what the workers' submissions can need in this
+        # chain's blocks, so that a block boundary never shuts an honest ED out.
+        needed = submission_blocks(config, len(self.workers), self.node.block_gas_limit)
+        config = dataclasses.replace(config, round_blocks=max(config.round_blocks, needed))
         if config.num_params != self.task.num_params:
             raise ConfigError(
                 "num_params",

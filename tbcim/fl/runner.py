@@ -48,6 +48,7 @@ class ChainConfig:
     history_epsilon: float = 0.05
     reference_epsilon: float = 0.05
     norm_bound: float = 3.0
+    clip: float = 1.0
     bootstrap_reference: bool = True
 
     def __post_init__(self) -> None:
@@ -75,6 +76,7 @@ class ChainConfig:
             history_epsilon=self.history_epsilon,
             reference_epsilon=self.reference_epsilon,
             norm_bound=self.norm_bound,
+            clip=self.clip,
         )
 
 

@@ -99,6 +99,7 @@ class TrainingRun:
     attackers: tuple[int, ...]
     owners: tuple[int, ...]
     records: list[ChainRound]
+    chain: OnChainFL  # the task's aggregator, its EDs' accounts and the model on chain
 
     def rejected_rate(self, *, malicious: bool) -> float | None:
         """Share of submitted updates from attackers (or honest EDs) that were not included."""
@@ -150,4 +151,5 @@ def run_training(
         attackers=tuple(sorted(int(ed) for ed in task.adversaries)),
         owners=tuple(owners),
         records=records,
+        chain=onchain,
     )
