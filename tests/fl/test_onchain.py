@@ -8,9 +8,10 @@ import pytest
 
 from chain_node.anvil import running_anvil
 from chain_node.node import ChainNode
-from tbcim.blockchain.aggregator import AggregatorConfig
+from tbcim.blockchain.aggregator import AggregatorClient, AggregatorConfig
 from tbcim.blockchain.codec import Verdict
 from tbcim.blockchain.smoke import numpy_fedavg
+from tbcim.errors import ConfigError
 from tbcim.fl.config import FLConfig
 from tbcim.fl.data import Dataset
 from tbcim.fl.offchain import fedavg
@@ -155,3 +156,47 @@ def test_anvil_gives_the_same_global_model_hashes_as_py_evm(digits: Dataset) -> 
         ]
     assert all(a == b for a, b in hashes)
     assert hashes[0][0] != hashes[1][0]
+
+
+def test_the_submission_window_grows_to_fit_the_chains_blocks(digits: Dataset) -> None:
+    """On 8M-gas blocks sixteen submissions of the digits model (about 0.63M gas each) cannot
+    share one block. Deployed with a one-block window, OnChainFL widens it to what the
+    submissions need, and every honest ED gets in although the submissions span blocks."""
+    n_eds = 16
+    task = build_task(FLConfig(lr=0.1, local_epochs=1, seed=2), n_eds=n_eds, dataset=digits)
+    node = ChainNode.embedded(n_servers=N_ES, n_devices=n_eds, seed=2, block_gas_limit=8_000_000)
+    tight = AggregatorConfig(
+        num_params=task.num_params, max_workers=n_eds, commit_blocks=1, round_blocks=1
+    )
+    owners = [ed % N_ES for ed in range(n_eds)]
+    fl = OnChainFL(node, task, owners, tight, bootstrap=False)
+    assert fl.client.config.round_blocks > 1
+    record = fl.run_round(0)
+    assert record.accepted == tuple(range(n_eds))
+    blocks = {e.block for e in node.ledger.entries if e.function == "submit"}
+    assert len(blocks) > 1
+
+
+def test_a_window_too_short_for_the_submissions_is_refused_before_any_is_sent(
+    digits: Dataset,
+) -> None:
+    task = build_task(FLConfig(lr=0.1, local_epochs=1, seed=2), n_eds=N_EDS, dataset=digits)
+    node = ChainNode.embedded(n_servers=N_ES, n_devices=N_EDS, seed=2, block_gas_limit=8_000_000)
+    config = AggregatorConfig(
+        num_params=task.num_params, max_workers=N_EDS, commit_blocks=1, round_blocks=1
+    )
+    client = AggregatorClient.deploy(
+        node, config, node.servers, [10_000] * N_ES, publisher=node.requester
+    )
+    for ed in range(N_EDS):
+        client.register_worker(node.servers[OWNERS[ed]], node.devices[ed], 50)
+    codec = client.codec
+    client.publish_initial_model(codec.quantize(task.initial_params), publisher=node.requester)
+    round_ = client.open_round(node.servers[0])
+    updates = {
+        node.devices[ed]: np.zeros(task.num_params, dtype=np.int64) + 1 for ed in range(N_EDS)
+    }
+    with pytest.raises(ConfigError) as err:
+        client.submit_round(round_, updates)
+    assert err.value.field == "round_blocks"
+    assert not [e for e in node.ledger.entries if e.function in ("commit", "submit")]
