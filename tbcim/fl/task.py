@@ -50,7 +50,8 @@ from tbcim.fl.streams import (
 )
 
 Vector = NDArray[np.float64]
-REQUESTER = 2**31 + 1  # the requester's key in the training streams (no ED, not the central trainer)
+#: The requester's key in the training streams (no ED's, not the central trainer's 2**31).
+REQUESTER = 2**31 + 1
 
 
 class UpdateSource(Protocol):
