@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import os
 import platform
 import time
@@ -258,6 +259,14 @@ def plot(path: Path, points: Sequence[dict[str, Any]], eps: float | None, settin
     axes[0, 0].set_ylabel("rejected rate (solid: attackers, dotted: honest)")
     axes[1, 0].set_ylabel("rejected rate (solid: attackers, dotted: honest)")
     axes[0, 0].legend(fontsize=7)
+    axes[1, 2].axis("off")
+    axes[1, 2].text(
+        0.0, 0.5,
+        "history: the paper's own-history rule alone\n(eps_hist = eps; no reference rule,\n"
+        "no norm bound, no clipping)\n\nfull: eps_ref = eps_hist = eps, k = 3, c = 1\n\n"
+        "shaded: +- one std over seeds\ngrey line: chosen eps; dashed: 5 %",
+        fontsize=9, va="center",
+    )  # fmt: skip
     ax = axes[1, 3]
     curve = [p for p in points if p["rule"] == "full" and p["epsilon"] == eps]
     for i, (attack, start) in enumerate((a, s) for a in NORM_ATTACKS for s in (0, setting.switch)):
@@ -273,7 +282,8 @@ def plot(path: Path, points: Sequence[dict[str, Any]], eps: float | None, settin
         ax.plot(x, [p["honest_rejected_rate"] for p in pts], ":", marker=".", color=f"C{i + 4}")
     ax.set_title(f"full rule at ε = {eps}: norm bound k (8 = off)")
     ax.set_xlabel("k")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.suptitle(
         f"Verification on digits, α = {setting.fl.alpha}, {setting.eds} EDs, "
         f"{setting.fl.attack_fraction:.0%} attackers, {setting.rounds} rounds (validation seeds)"
@@ -298,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", required=True, type=Path)
     parser.add_argument("--png", type=Path)
+    parser.add_argument(
+        "--replot", action="store_true", help="only redraw --png from the points in --json"
+    )
     parser.add_argument("--seeds", default="101,102,103")
     parser.add_argument("--epsilons", default=",".join(map(str, EPSILONS)))
     parser.add_argument("--attacks", default=",".join(ATTACKS))
@@ -319,6 +332,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--switch must lie in (0, --rounds), got {args.switch}")
     fl = replace(BASE, global_rounds=args.rounds)
     setting = Setting(fl, eds_per_server=args.eds_per_server, switch=args.switch)
+    if args.replot:
+        if args.png is None:
+            parser.error("--replot needs --png")
+        done = json.loads(args.json.read_text())
+        plot(args.png, done["points"], done["chosen_epsilon"], setting)
+        return 0
     configure_torch(1)
     datasets = {s: load_dataset("digits", None, s) for s in seeds}
     caches: dict[int, Cache] = {s: {} for s in seeds}

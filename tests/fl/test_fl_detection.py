@@ -70,6 +70,9 @@ def test_the_script_writes_points_and_its_choice(tmp_path: Path) -> None:
     point = payload["points"][0]
     assert 0.0 <= point["malicious_rejected_rate"] <= 1.0
     assert 0.0 <= point["honest_rejected_rate"] <= 1.0
+    png = tmp_path / "det.png"
+    assert main(["--json", str(out), "--png", str(png), "--replot"]) == 0
+    assert png.stat().st_size > 0
 
 
 @pytest.mark.parametrize(
@@ -78,6 +81,7 @@ def test_the_script_writes_points_and_its_choice(tmp_path: Path) -> None:
         (["--seeds", "0"], "test seeds"),
         (["--attacks", "bogus"], "unknown attack"),
         (["--switch", "12"], "--switch"),
+        (["--replot"], "--replot needs --png"),
     ],
 )
 def test_the_script_refuses_bad_arguments(
