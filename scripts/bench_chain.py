@@ -179,11 +179,20 @@ def main(argv: list[str] | None = None) -> int:
     except TbcimError as err:
         print(f"bench_chain: error: {err}", file=sys.stderr)
         return 2
-    rows = []
+    rows: list[dict[str, Any]] = []
+    report = {
+        **provenance("scripts/bench_chain.py", argv, args.config, bench=bench, aggregator=settings),
+        "seeds": list(bench.seeds),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "complete": False,
+        "rows": rows,
+    }
     grid = [(p, e, s) for p in bench.sizes for e in bench.eds for s in bench.seeds]
     for params, eds, seed in tqdm(grid, desc="sizes x EDs x seeds", unit="row"):
         row = bench_row(params, eds, bench.rounds, seed, **settings)
         rows.append(row)
+        if args.json:  # after every row, so a long run keeps what it has
+            write_json(args.json, {**report, "goals": goals(rows)})
         tqdm.write(
             f"{params:>7} params x {eds:>3} EDs, seed {seed}: {row['gas_per_param']:.1f} gas/param "
             f"(calldata {row['calldata_floor_gas_per_param_standard']:.1f} / "
@@ -191,13 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['max_tx_bytes']:,} B, {row['s_per_round']:.2f} s/round, "
             f"{row['mgas_per_s']:.2f} Mgas/s"
         )
-    report = {
-        **provenance("scripts/bench_chain.py", argv, args.config, bench=bench, aggregator=settings),
-        "seeds": list(bench.seeds),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "rows": rows,
-        "goals": goals(rows),
-    }
+    report.update(complete=True, goals=goals(rows))
     print(report["goals"])
     if args.json:
         write_json(args.json, report)

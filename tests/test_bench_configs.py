@@ -214,6 +214,7 @@ def test_chain_seeds_reach_the_rows(tmp_path: Path) -> None:
     assert bench("chain").main(args) == 0
     report = json.loads(out.read_text())
     assert report["seeds"] == [5]
+    assert report["complete"] and report["goals"]["every_tx_within_limits"]
     assert report["resolved_config"] == {
         "bench": {"sizes": [64], "eds": [2], "rounds": 1, "seeds": [5]},
         "aggregator": {"clip": 2.0, "commit_blocks": 0},
