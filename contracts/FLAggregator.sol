@@ -16,7 +16,8 @@ import "./FLVectors.sol";
 ///         - zero update, wrong norm hint, missing commitment, wrong history: rejected;
 ///         - duplicate: its hash was accepted before (by anyone, in any round): rejected;
 ///         - reference rule: cosine with the last global update (shared by every ED, on chain,
-///           steerable by no single ED) must be at least `referenceEpsilonPpm`;
+///           steerable by no single ED) must be at least `referenceEpsilonPpm`; a round that
+///           accepts nothing and rejects by this rule drops the reference (`ReferenceCleared`);
 ///         - history rule (the paper's): mean cosine with the ED's own past accepted updates in
 ///           the current window must be at least `historyEpsilonPpm`.
 ///         At aggregation, accepted updates whose norm exceeds `normBoundPpm` times the round's
@@ -135,6 +136,7 @@ contract FLAggregator {
         uint64 includedData; // data of the included updates (FedAvg denominator / 2^16)
         uint64 normThreshold16; // norm bound in units of 2^-16
         uint64 clipNorm16; // clipping norm in units of 2^-16 (0 = none)
+        uint32 referenceRejected; // updates rejected by the reference rule
         uint64 lastProgress; // block of the latest aggregation step
         uint256 clippedWeight; // sum of the included updates' clipped weights n'_k
         uint256 meanNormSquared; // |mean update|^2, accumulated over chunks
@@ -228,6 +230,9 @@ contract FLAggregator {
     event RoundOpened(uint64 indexed round, uint64 commitDeadline, uint64 deadline);
     /// @notice A round was closed without aggregation (no accepted update, or abandoned).
     event RoundSkipped(uint64 indexed round, bool abandoned);
+    /// @notice Round `round` accepted nothing and rejected updates by the reference rule: the
+    ///         reference is dropped, so the next round's mean sets a new one (no lock-out).
+    event ReferenceCleared(uint64 indexed round);
     /// @notice A commitment to this round's update.
     event Committed(uint64 indexed round, address indexed worker, bytes32 commitment);
     /// @notice Chunks of an update, as submitted (the data aggregation reads).
@@ -501,6 +506,12 @@ contract FLAggregator {
                 last.closed = true;
                 if (openDeadline < last.deadline + graceBlocks) openDeadline = last.deadline + graceBlocks;
                 emit RoundSkipped(cur, abandoned);
+                if (!abandoned && last.referenceRejected != 0) {
+                    hasReference = false;
+                    referenceHash = 0;
+                    referenceNormSquared = 0;
+                    emit ReferenceCleared(cur);
+                }
             }
         }
         if (serverId[msg.sender] == 0 && block.number <= openDeadline) revert NotServer(msg.sender);
@@ -816,6 +827,7 @@ contract FLAggregator {
     function _conclude(uint64 round, Worker memory wk, Pending memory p, bool withHistory) private {
         Verdict verdict = _judge(round, wk, p, withHistory);
         if (verdict != Verdict.Accepted) {
+            if (verdict == Verdict.ReferenceCosine) roundState[round].referenceRejected += 1;
             workers[msg.sender] = wk;
             emit UpdateRejected(
                 round, msg.sender, p.updateHash, verdict, p.normSquared, p.historyDot, p.referenceDot

@@ -339,6 +339,7 @@ class AggregatorClient:
             "includedData",
             "normThreshold16",
             "clipNorm16",
+            "referenceRejected",
             "lastProgress",
             "clippedWeight",
             "meanNormSquared",
@@ -615,21 +616,25 @@ class AggregatorClient:
         model_hash = chunked_hash(model, self.spans)
         if model_hash != bytes(last.args.modelHash):
             raise TbcimError(f"GlobalChunk logs of round {wanted} do not match their model hash")
-        reference = self._reference(wanted, refs)
+        cleared = round_ is None and not bool(self.contract.functions.hasReference().call())
+        reference = None if cleared else self._reference(wanted, refs)
         return GlobalModel(
             wanted, unpack_update(model, self.config.num_params), reference, model_hash
         )
 
     def _reference(self, round_: int, refs: list[bytes]) -> IntArray | None:
         """The reference in force after ``round_``: its mean update, or, if that rounded to
-        zero (the contract then keeps the previous reference), the latest earlier non-zero one."""
+        zero (the contract then keeps the previous reference), the latest earlier non-zero one
+        since the reference was last cleared (``ReferenceCleared``: none in force)."""
         values = self._nonzero(refs)
         if values is not None or round_ == 0:
             return values
+        cleared = self.contract.events.ReferenceCleared().get_logs(from_block=0)
+        after = max((int(e.args.round) for e in cleared), default=-1)
         earlier = self.contract.events.GlobalModel().get_logs(from_block=0)
         for event in sorted(earlier, key=lambda e: (e.blockNumber, e.logIndex), reverse=True):
             r = int(event.args.round)
-            if r < round_:
+            if after < r < round_:
                 values = self._nonzero(self._round_chunks(r, int(event.blockNumber))[1])
                 if values is not None:
                     return values
