@@ -22,7 +22,11 @@ from tbcim.blockchain.aggregator import AggregatorConfig
 from tbcim.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "configs" / "bench").glob("*.toml"))
+SCRIPTS = ("pricing", "matching", "chain")
+#: The rows of these three benchmarks (configs/bench also holds other benchmarks' files).
+CONFIGS = sorted(
+    c for c in (REPO / "configs" / "bench").glob("*.toml") if c.stem.split("-")[0] in SCRIPTS
+)
 
 
 @cache
@@ -48,7 +52,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_every_bench_config_parses_and_is_named_in_the_readme() -> None:
-    assert {script_of(c) for c in CONFIGS} == {"pricing", "matching", "chain"}
+    assert {script_of(c) for c in CONFIGS} == set(SCRIPTS)
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     for config in CONFIGS:
         settings, _ = bench(script_of(config)).load_config(str(config), {})
