@@ -16,8 +16,9 @@ docs/contracts.md):
 2. **At aggregation**, accepted updates whose norm hint exceeds ``k`` times the round's
    data-weighted median hint are excluded (reported as :attr:`Verdict.NORM_BOUND`); the others
    are clipped to ``c`` times that median and FedAvg'd; the mean update becomes the next
-   reference unless it rounded to zero. A round with no accepted update is skipped (model and
-   reference unchanged).
+   reference unless it rounded to zero. A round with no accepted update is skipped (model
+   unchanged); if it rejected an update by the reference rule, the reference is dropped
+   (``ReferenceCleared`` when the next round opens), otherwise it stays.
 
 The checks that only a misbehaving client can fail (wrong norm hint, missing commitment, a
 stale history) cannot happen here: the mirror computes those itself. The thresholds come from
@@ -124,6 +125,7 @@ class ContractVerifier(Generic[K]):
         self.model = self._vector(initial_model, "initial model")
         self.reference: IntArray | None = None
         self.reference_sq = 0
+        self._clear_on_open = False  # the last round accepted nothing and rejected by reference
         if reference is not None:
             self._set_reference(self._vector(reference, "reference"))
         self.histories: dict[K, HistoryState] = {
@@ -180,11 +182,15 @@ class ContractVerifier(Generic[K]):
     def run_round(self, updates: Mapping[K, ArrayLike]) -> RoundResult[K]:
         """Verify ``updates`` (ED -> int16 update, in submission order) and aggregate them."""
         self.round += 1
+        if self._clear_on_open:
+            self.reference, self.reference_sq, self._clear_on_open = None, 0, False
         values = {ed: self._vector(u, f"update of {ed!r}") for ed, u in updates.items()}
         judgements = {ed: self.judge(ed, w) for ed, w in values.items()}
         verdicts = {ed: j.verdict for ed, j in judgements.items()}
         accepted = [ed for ed, j in judgements.items() if j.accepted]
         if not accepted:
+            # ReferenceCleared when the next round opens: no lock-out by a bad reference.
+            self._clear_on_open = Verdict.REFERENCE_COSINE in verdicts.values()
             return RoundResult(
                 self.round, judgements, verdicts, (), self.model.copy(),
                 self._reference_copy(), 0, False,

@@ -167,17 +167,21 @@ def test_scripted_rounds_match_the_contract_exactly() -> None:
     ]
     assert twin.mirror.histories[twin.devices[4]].count == 1
     assert r3.judgements[twin.devices[4]].history_dot == 0
-    # Everything rejected: the round is skipped, model and reference stay.
+    # Everything rejected (ED 2 by the reference rule): the round is skipped and the model
+    # stays; the reference stays until the next round opens, which drops it (ReferenceCleared).
     before, ref_before = twin.mirror.model.copy(), twin.mirror.reference
     r4 = twin.play({0: a2, 2: q(-300 * d), 3: np.zeros(D, np.int64)})
     assert not r4.aggregated and r4.included == ()
     assert np.array_equal(r4.model, before)
     assert ref_before is not None and r4.reference is not None
     assert np.array_equal(r4.reference, ref_before)
-    # ED 4 flips back against its new window (one update: `switched`): rejected.
+    assert r4.verdicts[twin.devices[2]] == Verdict.REFERENCE_COSINE
+    # ED 4 flips back against its new window (one update: `switched`): rejected, by its
+    # history alone, since round 5 is judged without a reference.
     r5 = twin.play({i: honest() for i in range(4)} | {4: tilted(+1)})
     assert r5.verdicts[twin.devices[4]] == Verdict.HISTORY_COSINE
-    assert r5.aggregated
+    assert all(j.reference_dot == 0 for j in r5.judgements.values())
+    assert r5.aggregated and r5.reference is not None
 
 
 def test_a_mean_that_rounds_to_zero_keeps_the_reference() -> None:
