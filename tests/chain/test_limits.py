@@ -7,6 +7,8 @@ parameters, a 300 KB submit at 50k, and accepted MAX_PARAMS = 2^20 (6 MiB per su
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,7 @@ from tbcim.blockchain.aggregator import (
     AggregatorClient,
     AggregatorConfig,
     largest_chunk_words,
+    submission_blocks,
     tx_bounds,
 )
 from tbcim.blockchain.codec import aggregation_weights, fedavg, norm_hint
@@ -80,9 +83,11 @@ def test_every_transaction_of_a_large_round_fits_on_anvil_with_30m_blocks() -> N
     model is FedAvg of the accepted updates bit for bit."""
     with running_anvil("--gas-limit", "30000000", accounts=1 + 3 + EDS) as url:
         node = ChainNode.connect(url, n_servers=3, n_devices=EDS, seed=0)
-        config = AggregatorConfig(
-            num_params=PARAMS, max_workers=EDS, commit_blocks=2, round_blocks=64
-        )
+        sized = AggregatorConfig(num_params=PARAMS, max_workers=EDS, commit_blocks=2)
+        # The submission window that the client's conservative gas bound asks for (70 blocks,
+        # more than the round uses).
+        window = submission_blocks(sized, EDS, node.block_gas_limit)
+        config = dataclasses.replace(sized, round_blocks=window)
         sizes = [100 + 7 * i for i in range(EDS)]
         declared = [sum(sizes[i] for i in range(EDS) if i % 3 == s) for s in range(3)]
         client = AggregatorClient.deploy(
