@@ -13,9 +13,11 @@ delta and an :class:`AttackContext`; :data:`ATTACKS` maps names to :class:`Attac
 ``replay``      free-riding: resubmits its own latest earlier submission; in its very first round
                 it has none and submits its honest update (it must train once to have anything
                 to replay)
-``copy``        free-riding: copies the current update of another ED (picked with the attack
-                stream), plus optional Gaussian noise of norm ``copy_noise``·|copied|; with no
-                honest peer in the round it replays instead
+``copy``        free-riding: copies another ED's update (picked with the attack stream) from
+                what it can see, plus optional Gaussian noise of norm ``copy_noise``·|copied|;
+                with no peer to copy it replays instead. The task gives it the honest updates
+                of the previous round (public in the logs; commit-reveal hides the current
+                round's until the copier has committed)
 ============== ===================================================================================
 
 An :class:`Adversary` switches its attack on at ``start_round`` (0 = from its first round);
@@ -41,8 +43,8 @@ Vector = NDArray[np.float64]
 class AttackContext:
     """What an attacker knows when it submits.
 
-    ``previous``: its own earlier submissions, oldest first. ``peers``: other EDs' current
-    updates (ED index → update), which a copier can read from the chain's calldata.
+    ``previous``: its own earlier submissions, oldest first. ``peers``: the other EDs' updates
+    it can see (ED index → update), read from the chain's logs.
     """
 
     rng: np.random.Generator

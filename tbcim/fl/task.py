@@ -19,7 +19,7 @@ Everything the lower level reads (label counts → θ (26), data sizes) comes fr
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -87,6 +87,8 @@ class FLTask:
     adversaries: dict[int, Adversary]
     initial_params: Vector
     requester: Client
+    #: Honest EDs' updates of the previous round: public in the logs, so what a copier can copy.
+    published: dict[int, Vector] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         c = self.config
@@ -109,15 +111,21 @@ class FLTask:
     ) -> dict[int, Vector]:
         """Every participant's delta from ``params`` this round (attackers' after their attack).
 
-        Honest deltas are computed first; a copier copies from the honest participants' deltas.
-        Call it once per round: an attacker records what it sent (a replayer resends it).
+        Honest deltas are computed first. A copier copies an honest ED's update of the
+        previous round: that one is public in the logs, while this round's are hidden by
+        commit-reveal until the copier has committed (in its first round it has nothing to
+        copy and sends its own update). Call it once per round: an attacker records what it
+        sent (a replayer resends it).
         """
         honest = {ed: self.clients[ed].local_update(params, round) for ed in sorted(participants)}
-        peers = {ed: u for ed, u in honest.items() if ed not in self.adversaries}
-        return {
-            ed: self.adversaries[ed].submit(round, u, peers) if ed in self.adversaries else u
+        sent = {
+            ed: self.adversaries[ed].submit(round, u, self.published)
+            if ed in self.adversaries
+            else u
             for ed, u in honest.items()
         }
+        self.published = {ed: u for ed, u in honest.items() if ed not in self.adversaries}
+        return sent
 
     def evaluate(self, params: Vector) -> Evaluation:
         """Loss and accuracy of ``params`` on the task test set (labels follow P_a)."""

@@ -125,3 +125,24 @@ def test_task_is_an_update_source(task: FLTask) -> None:
     source: UpdateSource = task
     subs = source.submissions(task.initial_params, 0, [4, 2])
     assert sorted(subs) == [2, 4] and all(u.shape == (source.num_params,) for u in subs.values())
+
+
+def test_a_copier_copies_an_update_of_the_previous_round_never_the_current_one(
+    digits: Dataset,
+) -> None:
+    """Commit-reveal hides this round's updates until the copier has committed, so the task
+    gives it the honest updates of the previous round: in round 0 it sends its own update, in
+    round 1 exactly one of round 0's honest updates."""
+    cfg = FLConfig(lr=0.1, local_epochs=1, attack="copy", attack_fraction=0.2, seed=1)
+    task = build_task(cfg, n_eds=5, dataset=digits)
+    (copier,) = task.adversaries
+    twin = build_task(cfg, n_eds=5, dataset=digits)
+    params = task.initial_params
+    first = task.submissions(params, 0, range(5))
+    own = twin.clients[copier].local_update(params, 0)
+    np.testing.assert_array_equal(first[copier], own)
+    second = task.submissions(params, 1, range(5))
+    earlier = [first[ed] for ed in range(5) if ed != copier]
+    current = [second[ed] for ed in range(5) if ed != copier]
+    assert any(np.array_equal(second[copier], u) for u in earlier)
+    assert not any(np.array_equal(second[copier], u) for u in current)
