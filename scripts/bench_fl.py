@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -319,6 +320,28 @@ def plot(
     plt.close(fig)
 
 
+def kept_runs(
+    path: Path, base: TrainingConfig, seeds: list[int], rerun: list[str]
+) -> dict[str, Any]:
+    """The runs (and timing) of an earlier benchmark JSON of the same config and seeds, minus
+    those being re-run; anything else is an error naming ``--keep``."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError("--keep", f"cannot read {path}: {err}") from err
+    same_config = json.loads(json.dumps(base.to_dict())) == earlier.get("resolved_config", {}).get(
+        "config"
+    )
+    if not same_config or earlier.get("seeds") != seeds:
+        raise ConfigError("--keep", f"{path} was run with another config or other seeds")
+    runs = {
+        name: {int(seed): row for seed, row in by_seed.items()}
+        for name, by_seed in earlier.get("runs", {}).items()
+        if name not in rerun
+    }
+    return {"runs": runs, **({"timing": earlier["timing"]} if "timing" in earlier else {})}
+
+
 def _job(args: tuple[TrainingConfig, str]) -> dict[str, Any]:
     return one_run(*args)
 
@@ -331,6 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=lambda t: [p for p in t.split(",") if p], default=None)
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (one anvil each)")
     parser.add_argument("--timing-rounds", type=int, default=3)
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="an earlier --json of the same config and seeds: its runs not named by --runs are "
+        "kept, and its timing when --timing-rounds is 0 (re-run one row)",
+    )
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--png", type=Path)
     args = parser.parse_args(argv)
@@ -346,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds is not None:
         base = base.replace(**{"fl.global_rounds": args.rounds})
     configs = {(n, s): run_config(base, n, s) for n in names for s in seeds}  # all checked first
+    kept = kept_runs(args.keep, base, seeds, names) if args.keep else {}
 
     started = time.perf_counter()
     results: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
@@ -357,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
             done = list(pool.map(_job, jobs))
     for (name, seed), result in zip(configs, done, strict=True):
         results[name][seed] = result
+    for name, by_seed in kept.get("runs", {}).items():
+        results.setdefault(name, by_seed)
+    results = {name: results[name] for name in RUNS if name in results}  # in RUNS order
     central = [central_accuracy(base.replace(**{"fl.seed": s})) for s in seeds]
     out = aggregate(results, seeds, central)
     if args.timing_rounds:
@@ -364,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("s_per_round", "train_s_per_round", "chain_s_per_round", "gas_per_round"):
             out[key] = timing[key]
         out["timing"] = timing
+    elif "timing" in kept:
+        for key in ("s_per_round", "train_s_per_round", "chain_s_per_round", "gas_per_round"):
+            out[key] = kept["timing"][key]
+        out["timing"] = kept["timing"]
+    if kept:
+        out["kept_from"] = str(args.keep)
     out["goals"] = goals(out)
     out["runs"] = results
     out["bench_seconds"] = time.perf_counter() - started

@@ -115,15 +115,16 @@ class OnChainFL:
         n_servers = max(self.owners) + 1
         if min(self.owners) < 0 or n_servers > len(self.node.servers):
             raise ConfigError("owners", f"ES indices must lie in [0, {len(self.node.servers)})")
-        self.workers = sorted(set(range(n_eds) if self.workers is None else self.workers))
-        if not self.workers or not 0 <= self.workers[0] <= self.workers[-1] < n_eds:
+        workers = sorted(set(range(n_eds) if self.workers is None else self.workers))
+        if not workers or not 0 <= workers[0] <= workers[-1] < n_eds:
             raise ConfigError("workers", f"need at least one ED index in [0, {n_eds})")
         config = self.config or AggregatorConfig(
-            num_params=self.task.num_params, max_workers=len(self.workers)
+            num_params=self.task.num_params, max_workers=len(workers)
         )
         # Widen the submission window to what the workers' submissions can need in this
         # chain's blocks, so that a block boundary never shuts an honest ED out.
-        needed = submission_blocks(config, len(self.workers), self.node.block_gas_limit)
+        self.registered: list[int] = workers  # the EDs that take part, ascending
+        needed = submission_blocks(config, len(workers), self.node.block_gas_limit)
         config = dataclasses.replace(config, round_blocks=max(config.round_blocks, needed))
         if config.num_params != self.task.num_params:
             raise ConfigError(
@@ -133,7 +134,7 @@ class OnChainFL:
         sizes = [int(n) for n in self.task.data_sizes]
         self.servers = list(self.node.servers[:n_servers])
         declared = [
-            sum(sizes[ed] for ed in self.workers if self.owners[ed] == s) for s in range(n_servers)
+            sum(sizes[ed] for ed in workers if self.owners[ed] == s) for s in range(n_servers)
         ]
         self.client = AggregatorClient.deploy(
             self.node,
@@ -143,7 +144,7 @@ class OnChainFL:
             publisher=self.node.requester,
         )
         self.devices: list[str] = [str(d) for d in self.node.devices[:n_eds]]
-        for ed in self.workers:
+        for ed in workers:
             self.client.register_worker(self.servers[self.owners[ed]], self.devices[ed], sizes[ed])
         codec = self.client.codec
         initial = codec.quantize(self.task.initial_params, "initial model")
@@ -165,7 +166,7 @@ class OnChainFL:
         if not live:
             raise ConfigError("failures", f"every ES is down in round {round}")
         self.node.set_stakes([0.0 if s in down else w for s, w in enumerate(self._stakes)])
-        participants = [ed for ed in self.workers if self.owners[ed] not in down]
+        participants = [ed for ed in self.registered if self.owners[ed] not in down]
         params = self.global_params()
         started = time.perf_counter()
         raw = self.task.submissions(params, round, participants)

@@ -85,11 +85,11 @@ def lower_level_eds(
     present = table.present
     theta = np.zeros(present.shape)
     theta[present] = emd_from_counts(table.label_counts[present], reference)
-    costs = {
-        name: rng.uniform(*getattr(scenario, name), present.shape)
-        for name in UNIFORM_RANGES
-        if name != "data_size"
-    }
+    costs: dict[str, NDArray[np.float64]] = {}
+    for name in UNIFORM_RANGES:
+        if name != "data_size":
+            low, high = getattr(scenario, name)
+            costs[name] = rng.uniform(low, high, present.shape)
     sizes = np.where(present, table.data_size * data_scale, 1.0)
     return make_ed_arrays(present, data_size=sizes, theta=theta, **costs)
 

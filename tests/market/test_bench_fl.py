@@ -92,3 +92,28 @@ def test_bad_arguments_are_refused_before_any_run(
         bench.main([*argv, "--json", str(out)])
     assert err.value.field == field
     assert not out.exists()
+
+
+def test_keep_takes_the_other_runs_of_an_earlier_file_of_the_same_config(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    import json
+
+    base = TrainingConfig.load(CONFIG)
+    earlier = {
+        "seeds": [0, 1],
+        "resolved_config": {"config": json.loads(json.dumps(base.to_dict()))},
+        "runs": {"ours": {"0": {"a": 1}, "1": {"a": 2}}, "ideal": {"0": {"b": 1}, "1": {"b": 2}}},
+        "timing": {"s_per_round": 1.0},
+    }
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(earlier))
+    kept = bench.kept_runs(path, base, [0, 1], ["ours"])
+    assert kept["runs"] == {"ideal": {0: {"b": 1}, 1: {"b": 2}}}
+    assert kept["timing"] == {"s_per_round": 1.0}
+    with pytest.raises(ConfigError) as err:
+        bench.kept_runs(path, base, [0, 2], ["ours"])
+    assert err.value.field == "--keep"
+    other = base.replace(**{"fl.lr": 0.3})
+    with pytest.raises(ConfigError):
+        bench.kept_runs(path, other, [0, 1], ["ours"])
