@@ -21,7 +21,7 @@ from typing import Any
 from chain_node.compiler import compile_contracts
 from chain_node.gas_ledger import GasLedger
 from chain_node.node import ChainNode
-from tbcim.blockchain.market import MarketClient
+from tbcim.blockchain.fl_market import FLMarketClient
 from tbcim.blockchain.smoke import TaskOnChain, seeded_data_sizes, settle_market
 from tbcim.errors import TbcimError
 from tbcim.results import write_json
@@ -53,7 +53,7 @@ def deploy_and_smoke(node: ChainNode, *, params: int, devices: int, seed: int) -
     artifacts = node.artifacts()
     eds = node.devices[:devices]
     sizes = seeded_data_sizes(devices, seed)
-    market = MarketClient.deploy(node, sender=node.requester)
+    market = FLMarketClient.deploy(node, sender=node.requester)
     task = TaskOnChain(node, params, eds, sizes, seed=seed)
     measurement = task.run_round()
     settlement = settle_market(node, market, eds)

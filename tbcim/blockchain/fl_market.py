@@ -52,7 +52,7 @@ def _ppm(value: float, field: str) -> int:
     return round(value * PPM)
 
 
-class MarketClient:
+class FLMarketClient:
     """Typed wrapper around a deployed FLMarket on a :class:`chain_node.node.ChainNode`."""
 
     def __init__(self, node: ChainNode, contract: Contract) -> None:
@@ -60,7 +60,7 @@ class MarketClient:
         self.contract = contract
 
     @classmethod
-    def deploy(cls, node: ChainNode, sender: str) -> MarketClient:
+    def deploy(cls, node: ChainNode, sender: str) -> FLMarketClient:
         return cls(node, node.deploy(CONTRACT_NAME, sender=sender))
 
     def publish_task(

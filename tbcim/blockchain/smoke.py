@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from tbcim.blockchain.aggregator import AggregatorClient, AggregatorConfig
 from tbcim.blockchain.codec import FixedPointCodec
-from tbcim.blockchain.market import MarketClient
+from tbcim.blockchain.fl_market import FLMarketClient
 from tbcim.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -210,7 +210,9 @@ class TaskOnChain:
         )
 
 
-def settle_market(node: ChainNode, market: MarketClient, devices: Sequence[str]) -> dict[str, Any]:
+def settle_market(
+    node: ChainNode, market: FLMarketClient, devices: Sequence[str]
+) -> dict[str, Any]:
     """One task through the market contract: escrow, auction record, attestation, ES→ED pay,
     pull withdrawals. Returns the task id and the amounts moved (wei)."""
     reward = 10**18

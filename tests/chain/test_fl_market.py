@@ -11,7 +11,7 @@ import pytest
 from chain_node.compiler import compile_contracts
 from chain_node.errors import ContractRevert
 from chain_node.node import ChainNode
-from tbcim.blockchain.market import MarketClient, TaskStatus
+from tbcim.blockchain.fl_market import FLMarketClient, TaskStatus
 from tbcim.errors import ConfigError
 
 SPEC = bytes(range(32))
@@ -24,11 +24,11 @@ def node() -> ChainNode:
 
 
 @pytest.fixture
-def market(node: ChainNode) -> MarketClient:
-    return MarketClient.deploy(node, node.requester)
+def market(node: ChainNode) -> FLMarketClient:
+    return FLMarketClient.deploy(node, node.requester)
 
 
-def snapshot(market: MarketClient, task_ids: range = range(1, 3)) -> tuple:
+def snapshot(market: FLMarketClient, task_ids: range = range(1, 3)) -> tuple:
     node, f = market.node, market.contract.functions
     accounts = [node.requester, *node.servers, *node.devices]
     tasks = []
@@ -48,7 +48,7 @@ def snapshot(market: MarketClient, task_ids: range = range(1, 3)) -> tuple:
     )
 
 
-def assert_reverts(market: MarketClient, action: Callable[[], object], error: str) -> tuple:
+def assert_reverts(market: FLMarketClient, action: Callable[[], object], error: str) -> tuple:
     before = snapshot(market)
     with pytest.raises(ContractRevert) as info:
         action()
@@ -57,7 +57,7 @@ def assert_reverts(market: MarketClient, action: Callable[[], object], error: st
     return info.value.error_args
 
 
-def awarded(market: MarketClient, payments: tuple[int, int] = (4 * 10**17, 3 * 10**17)) -> int:
+def awarded(market: FLMarketClient, payments: tuple[int, int] = (4 * 10**17, 3 * 10**17)) -> int:
     node = market.node
     task = market.publish_task(node.requester, REWARD, SPEC, target_accuracy=0.8)
     market.record_auction(node.requester, task, node.servers, payments)
@@ -65,7 +65,7 @@ def awarded(market: MarketClient, payments: tuple[int, int] = (4 * 10**17, 3 * 1
 
 
 def test_successful_task_pays_winners_devices_and_refunds_the_rest(
-    node: ChainNode, market: MarketClient
+    node: ChainNode, market: FLMarketClient
 ) -> None:
     task = awarded(market)
     t = market.task(task)
@@ -95,7 +95,7 @@ def test_successful_task_pays_winners_devices_and_refunds_the_rest(
     assert events.EscrowRefunded().get_logs(from_block=0)[0].args.amount == 3 * 10**17
 
 
-def test_missed_target_refunds_the_whole_escrow(node: ChainNode, market: MarketClient) -> None:
+def test_missed_target_refunds_the_whole_escrow(node: ChainNode, market: FLMarketClient) -> None:
     task = awarded(market)
     market.attest_accuracy(node.requester, task, 0.5)
     assert market.task(task).status == TaskStatus.FAILED
@@ -105,7 +105,7 @@ def test_missed_target_refunds_the_whole_escrow(node: ChainNode, market: MarketC
     assert (log.args.accuracyPpm, log.args.targetMet) == (500_000, False)
 
 
-def test_publish_and_auction_errors(node: ChainNode, market: MarketClient) -> None:
+def test_publish_and_auction_errors(node: ChainNode, market: FLMarketClient) -> None:
     req, (es0, es1) = node.requester, node.servers
     fns = market.contract.functions
     assert_reverts(market, lambda: market.publish_task(req, 0, SPEC, 0.8), "NoEscrow")
@@ -137,7 +137,7 @@ def test_publish_and_auction_errors(node: ChainNode, market: MarketClient) -> No
     assert_reverts(market, lambda: record(req, task, [es1], [1]), "WrongStatus")
 
 
-def test_payout_errors(node: ChainNode, market: MarketClient) -> None:
+def test_payout_errors(node: ChainNode, market: FLMarketClient) -> None:
     req, (es0, es1) = node.requester, node.servers
     d0, d1, _ = node.devices
     task = awarded(market)
@@ -191,7 +191,7 @@ contract RejectingPayee {
 
 
 def test_withdrawal_to_an_account_that_rejects_ether_reverts(
-    node: ChainNode, market: MarketClient, tmp_path: Path
+    node: ChainNode, market: FLMarketClient, tmp_path: Path
 ) -> None:
     (tmp_path / "RejectingPayee.sol").write_text(PAYEE)
     node.use_artifacts({**compile_contracts(), **compile_contracts(tmp_path)})
