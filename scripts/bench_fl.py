@@ -309,7 +309,7 @@ def plot(
             if name in curves:
                 ax.plot(range(1, len(curves[name]) + 1), curves[name], label=name)
         ax.axhline(central, color="grey", linestyle=":", label="central (ceiling)")
-        if "failure" in title:
+        if title.startswith("Fig. 12"):
             ax.axvspan(failure[0] + 0.5, failure[1] + 0.5, color="grey", alpha=0.2)
         ax.set_title(title)
         ax.set_xlabel("global round")
