@@ -200,3 +200,28 @@ def test_a_window_too_short_for_the_submissions_is_refused_before_any_is_sent(
         client.submit_round(round_, updates)
     assert err.value.field == "round_blocks"
     assert not [e for e in node.ledger.entries if e.function in ("commit", "submit")]
+
+
+@pytest.mark.parametrize(
+    ("attack", "verdict", "first_caught"),
+    [("scaling", Verdict.NORM_BOUND, 0), ("copy", Verdict.DUPLICATE, 1)],
+)
+def test_scaled_and_copying_attackers_are_rejected_and_honest_eds_accepted(
+    digits: Dataset, attack: str, verdict: Verdict, first_caught: int
+) -> None:
+    """Scripted, from the attacker's first round: a ×10 update is left out by the norm bound in
+    every round; a copier has nothing to copy in its first round (it sends its own update) and
+    from then on resends an update already accepted, rejected as a duplicate. Every honest ED
+    is included in every round."""
+    cfg = FLConfig(
+        lr=0.1, local_epochs=1, partition="iid", attack=attack, attack_fraction=0.2, seed=3
+    )
+    task = build_task(cfg, n_eds=N_EDS, dataset=digits)
+    (attacker,) = task.adversaries
+    fl = make_fl(task)
+    for r in range(3):
+        record = fl.run_round(r)
+        assert set(record.accepted) >= set(range(N_EDS)) - {attacker}
+        if r >= first_caught:
+            assert record.rejected[attacker] == verdict.name
+            assert attacker not in record.accepted
