@@ -92,9 +92,9 @@ def test_no_im_joins_at_the_rate_and_ideal_takes_everyone(setup: tuple) -> None:
             ).workers
         )
         / len(everyone)
-        for s in range(200)
+        for s in range(100)
     ]
-    assert abs(np.mean(shares) - 0.5) < 0.03  # 200 × 29 Bernoulli(0.5): sd of the mean ≈ 0.007
+    assert abs(np.mean(shares) - 0.5) < 0.03  # 100 × 29 Bernoulli(0.5): sd of the mean ≈ 0.009
     again = select_workers(SelectionConfig("no_im"), table, reference, np.random.default_rng(7))
     same = select_workers(SelectionConfig("no_im"), table, reference, np.random.default_rng(7))
     assert again.workers == same.workers
