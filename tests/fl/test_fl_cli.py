@@ -28,6 +28,8 @@ def write(tmp_path: Path, text: str) -> Path:
         ("[chain]\nservers = 0\n", "chain.servers"),
         ("[chain]\nreference_epsilon = 2.0\n", "chain.reference_epsilon"),
         ('[chain]\nnorm_bound = "big"\n', "chain.norm_bound"),
+        ("[chain]\nclip = 0.5\n", "chain.clip"),
+        ('[chain]\nbootstrap_reference = "yes"\n', "chain.bootstrap_reference"),
         ("[failure]\nservers = [7]\n", "failure.servers"),
         ("[failure]\nservers = [1.5]\n", "failure.servers: must be a list of integers"),
         ("[failure]\nstart = 5\nend = 2\n", "failure.end"),
