@@ -42,6 +42,7 @@ import numpy as np
 
 from tbcim.configfile import check_seeds, int_list, provenance
 from tbcim.errors import ConfigError
+from tbcim.fl.onchain import rejection_counts
 from tbcim.market.training import TrainingConfig, TrainingRun, run_training
 from tbcim.results import write_json
 
@@ -130,26 +131,14 @@ def _summary(run: TrainingRun) -> dict[str, Any]:
         "accuracy": [r.accuracy for r in records],
         "final_accuracy": records[-1].accuracy,
         "final_model_hash": records[-1].model_hash,
-        "malicious": _counts(run, malicious=True),
-        "honest": _counts(run, malicious=False),
+        "malicious": list(rejection_counts(records, attackers, malicious=True)),
+        "honest": list(rejection_counts(records, attackers, malicious=False)),
         "rejected_reasons": reasons,
         "gas_per_round": float(np.mean([r.gas for r in records])),
         "train_s_per_round": float(np.mean([r.train_seconds for r in records])),
         "chain_s_per_round": float(np.mean([r.chain_seconds for r in records])),
         "s_per_round": float(np.mean([r.train_seconds + r.chain_seconds for r in records])),
     }
-
-
-def _counts(run: TrainingRun, *, malicious: bool) -> list[int]:
-    """[submitted, rejected] updates of attackers (or honest EDs) over the run."""
-    attackers = set(run.attackers)
-    submitted = rejected = 0
-    for r in run.records:
-        for ed in r.participants:
-            if (ed in attackers) == malicious:
-                submitted += 1
-                rejected += ed not in r.accepted
-    return [submitted, rejected]
 
 
 def timing_run(config: TrainingConfig, rounds: int) -> dict[str, Any]:

@@ -92,6 +92,19 @@ class ChainRound:
     model_hash: str
 
 
+def rejection_counts(
+    records: Sequence[ChainRound], attackers: Collection[int], *, malicious: bool
+) -> tuple[int, int]:
+    """(submitted, not included) updates of the attackers (or honest EDs) over ``records``."""
+    submitted = rejected = 0
+    for r in records:
+        for ed in r.participants:
+            if (ed in attackers) == malicious:
+                submitted += 1
+                rejected += ed not in r.accepted
+    return submitted, rejected
+
+
 @dataclass
 class OnChainFL:
     """A task's FL on one aggregator shared by ``n_servers`` ESs; ED i belongs to ES

@@ -28,7 +28,7 @@ from tbcim.blockchain.aggregator import AggregatorConfig
 from tbcim.configfile import check_table, dataclass_from_table, read_config
 from tbcim.errors import ConfigError
 from tbcim.fl.config import FLConfig
-from tbcim.fl.onchain import ChainRound, Failure, OnChainFL
+from tbcim.fl.onchain import ChainRound, Failure, OnChainFL, rejection_counts
 from tbcim.results import write_json
 
 if TYPE_CHECKING:
@@ -180,13 +180,7 @@ def run_fl(
 
 def _rate(records: list[ChainRound], attackers: set[int], *, rejected: bool) -> float | None:
     """Share of submitted updates from attackers (or honest EDs) that were not included."""
-    total = hits = 0
-    for r in records:
-        for ed in r.participants:
-            if (ed in attackers) != rejected:
-                continue
-            total += 1
-            hits += ed not in r.accepted
+    total, hits = rejection_counts(records, attackers, malicious=rejected)
     return hits / total if total else None
 
 

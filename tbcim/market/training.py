@@ -101,17 +101,6 @@ class TrainingRun:
     records: list[ChainRound]
     chain: OnChainFL  # the task's aggregator, its EDs' accounts and the model on chain
 
-    def rejected_rate(self, *, malicious: bool) -> float | None:
-        """Share of submitted updates from attackers (or honest EDs) that were not included."""
-        attackers = set(self.attackers)
-        total = hits = 0
-        for r in self.records:
-            for ed in r.participants:
-                if (ed in attackers) == malicious:
-                    total += 1
-                    hits += ed not in r.accepted
-        return hits / total if total else None
-
 
 def run_training(
     config: TrainingConfig,
