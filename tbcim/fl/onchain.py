@@ -117,6 +117,9 @@ class OnChainFL:
     config: AggregatorConfig | None = None
     bootstrap: bool = True  # publish the task's bootstrap reference with the initial model
     workers: Sequence[int] | None = None  # the EDs that take part (default: all)
+    #: The ES accounts, by ES index (default: the node's first ones); a market passes its
+    #: task's winners.
+    server_accounts: Sequence[str] | None = None
     client: AggregatorClient = field(init=False)
 
     def __post_init__(self) -> None:
@@ -126,8 +129,9 @@ class OnChainFL:
         if n_eds > len(self.node.devices):
             raise ConfigError("eds", f"{n_eds} EDs but the chain has {len(self.node.devices)}")
         n_servers = max(self.owners) + 1
-        if min(self.owners) < 0 or n_servers > len(self.node.servers):
-            raise ConfigError("owners", f"ES indices must lie in [0, {len(self.node.servers)})")
+        accounts = list(self.node.servers if self.server_accounts is None else self.server_accounts)
+        if min(self.owners) < 0 or n_servers > len(accounts):
+            raise ConfigError("owners", f"ES indices must lie in [0, {len(accounts)})")
         workers = sorted(set(range(n_eds) if self.workers is None else self.workers))
         if not workers or not 0 <= workers[0] <= workers[-1] < n_eds:
             raise ConfigError("workers", f"need at least one ED index in [0, {n_eds})")
@@ -145,7 +149,7 @@ class OnChainFL:
                 f"the aggregator has {config.num_params}, the model {self.task.num_params}",
             )
         sizes = [int(n) for n in self.task.data_sizes]
-        self.servers = list(self.node.servers[:n_servers])
+        self.servers = accounts[:n_servers]
         declared = [
             sum(sizes[ed] for ed in workers if self.owners[ed] == s) for s in range(n_servers)
         ]
@@ -167,7 +171,7 @@ class OnChainFL:
             else None
         )
         self.client.publish_initial_model(initial, reference, publisher=self.node.requester)
-        self._stakes = [1.0] * len(self.node.servers)
+        self._stakes = [float(w) for w in self.node.pos.shares]  # the election's when FL starts
 
     def global_params(self) -> Vector:
         """The current global model, read from the chain and dequantised."""
@@ -178,7 +182,7 @@ class OnChainFL:
         live = [s for s in range(len(self.servers)) if s not in down]
         if not live:
             raise ConfigError("failures", f"every ES is down in round {round}")
-        self.node.set_stakes([0.0 if s in down else w for s, w in enumerate(self._stakes)])
+        self.node.set_stakes(self._stakes_without({self.servers[s] for s in down}))
         participants = [ed for ed in self.registered if self.owners[ed] not in down]
         params = self.global_params()
         started = time.perf_counter()
@@ -227,6 +231,15 @@ class OnChainFL:
             chain_seconds=chain_seconds,
             model_hash="0x" + model.model_hash.hex(),
         )
+
+    def _stakes_without(self, down: Collection[str]) -> list[float]:
+        """The stakes with the failed ESs' set to 0 (a failed ES produces no blocks); if no
+        live ES holds stake, the live ones share the election equally."""
+        pairs = zip(self.node.servers, self._stakes, strict=True)
+        stakes = [0.0 if a in down else w for a, w in pairs]
+        if sum(stakes) > 0:
+            return stakes
+        return [0.0 if a in down else 1.0 for a in self.node.servers]
 
     def run(
         self,

@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from tbcim.errors import ConfigError
 from tbcim.fl.attacks import Adversary, choose_attackers
 from tbcim.fl.client import Client, LocalTraining
 from tbcim.fl.config import FLConfig
@@ -143,9 +144,19 @@ class FLTask:
         return self.requester.local_update(self.initial_params, 0)
 
 
-def build_task(config: FLConfig, n_eds: int, dataset: Dataset | None = None) -> FLTask:
-    """Data, reference, task test set, partition, clients and attackers for ``n_eds`` EDs."""
+def build_task(
+    config: FLConfig, n_eds: int, dataset: Dataset | None = None, task_index: int = 0
+) -> FLTask:
+    """Data, reference, task test set, partition, clients and attackers for ``n_eds`` EDs.
+
+    ``task_index`` numbers the consecutive tasks of a market (section II-A): each task draws its
+    own reference P_a, test and validation sets, while the EDs (partition, clients, attackers)
+    and the initial model stay those of the seed. Task 0 uses the streams of a single task.
+    """
     c = config
+    if isinstance(task_index, bool) or not isinstance(task_index, int) or task_index < 0:
+        raise ConfigError("task_index", f"must be a non-negative integer, got {task_index!r}")
+    per_task = (c.seed,) if task_index == 0 else (c.seed, task_index)
     configure_torch(c.threads)
     data = (
         load_dataset(c.dataset, c.data_dir, c.seed, c.val_fraction, c.test_fraction)
@@ -153,16 +164,16 @@ def build_task(config: FLConfig, n_eds: int, dataset: Dataset | None = None) -> 
         else dataset
     )
     reference = draw_reference(
-        numpy_rng(REFERENCE, c.seed),
+        numpy_rng(REFERENCE, *per_task),
         data.n_classes,
         c.task_concentration,
         c.reference_uniform_weight,
     )
     test_idx = task_test_indices(
-        data.y_test, reference, numpy_rng(TASK_TEST, c.seed), data.n_classes
+        data.y_test, reference, numpy_rng(TASK_TEST, *per_task), data.n_classes
     )
     val_idx = task_test_indices(
-        data.y_val, reference, numpy_rng(TASK_VALIDATION, c.seed), data.n_classes
+        data.y_val, reference, numpy_rng(TASK_VALIDATION, *per_task), data.n_classes
     )
     partition = make_partition(
         c.partition,
