@@ -8,8 +8,9 @@ Without ``--rpc-url`` the chain is the embedded eth-tester/py-evm node. The smok
 task's three ESs share one aggregator and each registers its own EDs; the EDs commit to and
 submit one update each, the contract verifies them and aggregates chunk by chunk after the
 deadline, the global model is read back from the chain and compared with numpy FedAvg; then one
-task is settled through the market contract. Gas comes from the receipts; g_e is the mean gas an
-ED spent on the aggregator in the round.
+task goes through the market contract (sealed bids, the voted outcome, acceptances with the EDs'
+amounts, the attestation of that aggregator's model, ED claims and withdrawals). Gas comes from
+the receipts; g_e is the mean gas an ED spent on the aggregator in the round.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def deploy_and_smoke(node: ChainNode, *, params: int, devices: int, seed: int) -
     market = FLMarketClient.deploy(node, sender=node.requester)
     task = TaskOnChain(node, params, eds, sizes, seed=seed)
     measurement = task.run_round()
-    settlement = settle_market(node, market, eds)
+    settlement = settle_market(node, market, task.client, eds, seed=seed)
     ledger: GasLedger = node.ledger
     deploys = {e.contract: e for e in ledger.select(function="deploy")}
     addresses = {

@@ -14,11 +14,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from eth_utils import keccak
 from numpy.typing import NDArray
 
 from tbcim.blockchain.aggregator import AggregatorClient, AggregatorConfig
 from tbcim.blockchain.codec import FixedPointCodec
-from tbcim.blockchain.fl_market import FLMarketClient
+from tbcim.blockchain.fl_market import (
+    FLMarketClient,
+    TaskStatus,
+    TaskTerms,
+    bid_commitment,
+    device_tree,
+)
 from tbcim.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -211,19 +218,76 @@ class TaskOnChain:
 
 
 def settle_market(
-    node: ChainNode, market: FLMarketClient, devices: Sequence[str]
+    node: ChainNode,
+    market: FLMarketClient,
+    aggregator: AggregatorClient,
+    devices: Sequence[str],
+    *,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """One task through the market contract: escrow, auction record, attestation, ES→ED pay,
-    pull withdrawals. Returns the task id and the amounts moved (wei)."""
+    """One task through the market contract (TBCIM section II-A, steps 1-9): escrow, sealed
+    bids from every ES, the outcome voted by the revealers, the task's aggregator, acceptances
+    with the EDs' amounts, the requester's attestation of the aggregator's model, ED claims and
+    withdrawals. The outcome is a stand-in (every ES with an ED wins and is paid twice its
+    bid; the real mechanisms live in tbcim.auction), as are the EDs' amounts (half of each
+    payment, in equal shares). ``devices`` are the aggregator's EDs, registered round-robin to
+    the node's ESs as :class:`TaskOnChain` does. Returns the task id and the amounts moved (wei)."""
     reward = 10**18
-    server = node.servers[0]
-    task_id = market.publish_task(node.requester, reward, b"\x01" * 32, target_accuracy=0.8)
-    market.record_auction(node.requester, task_id, [server], [reward * 3 // 4])
-    market.attest_accuracy(node.requester, task_id, accuracy=0.9)
-    share = reward // 4 // len(devices)
-    market.pay_devices(server, task_id, devices, [share] * len(devices))
-    for account in [server, *devices]:
+    servers = sorted(node.servers, key=lambda a: int(a, 16))
+    rng = np.random.default_rng(seed)
+    bids = {s: int(rng.integers(10**15, 10**17)) for s in servers}
+    salts = {s: bytes(rng.integers(0, 256, 32, dtype=np.uint8)) for s in servers}
+    sizes = {s: int(rng.integers(100, 1000)) for s in servers}
+    window = len(servers) + 2  # one block per transaction, plus slack
+    terms = TaskTerms.schedule(
+        node.block_number,
+        (window, window, window, window, 1, window),
+        spec=keccak(b"smoke task"),
+        mechanism=keccak(b"smoke: pay twice the bid"),
+        eval_set=keccak(b"smoke eval set"),
+        target_accuracy=0.8,
+        min_bidders=len(servers),
+        bid_low=10**15,
+        bid_high=10**17,
+    )
+    task_id = market.publish_task(node.requester, reward, terms)
+    for s in servers:
+        commitment = bid_commitment(task_id, s, bids[s], sizes[s], 0, salts[s])
+        market.commit_bid(s, task_id, commitment)
+    market.wait_until_after(terms.commit_deadline)
+    for s in servers:
+        market.reveal_bid(s, task_id, bids[s], sizes[s], 0, salts[s])
+    market.wait_until_after(terms.reveal_deadline)
+    owner = {d: node.servers[i % len(node.servers)] for i, d in enumerate(devices)}
+    winners = [s for s in servers if s in owner.values()]  # acceptAward needs an ED list
+    payments = [2 * bids[s] for s in winners]
+    for s in servers:
+        if market.task(task_id).status != TaskStatus.OPEN:
+            break
+        market.submit_outcome(s, task_id, winners, payments)
+    market.set_aggregator(node.requester, task_id, aggregator.contract.address)
+    ed_pay: dict[str, int] = {}
+    trees = {}
+    for s, payment in zip(winners, payments, strict=True):
+        eds = [d for d in devices if owner[d] == s]
+        amounts = [payment // 2 // len(eds)] * len(eds)
+        ed_pay.update(zip(eds, amounts, strict=True))
+        market.accept_award(s, task_id, aggregator.contract.address, eds, amounts)
+        trees[s] = device_tree(eds, amounts)
+    market.wait_until_after(terms.training_deadline)
+    model = bytes(aggregator.contract.functions.globalModelHash().call())
+    market.attest(node.requester, task_id, model, accuracy=0.9)
+    for s, tree in trees.items():
+        for d in tree.devices:
+            market.claim_device_pay(d, task_id, s, tree.amount(d), tree.proof(d))
+    for account in [node.requester, *servers]:
         owed = market.balance_of(account)
         if owed:
             market.withdraw(account, owed)
-    return {"task_id": task_id, "reward_wei": reward, "paid_to_each_device_wei": share}
+    return {
+        "task_id": task_id,
+        "reward_wei": reward,
+        "payments_wei": dict(zip(winners, payments, strict=True)),
+        "ed_payments_wei": ed_pay,
+        "refund_wei": reward - sum(payments),
+    }

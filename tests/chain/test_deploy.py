@@ -20,9 +20,13 @@ FUNCTIONS = {
     "FLAggregator.submit",
     "FLAggregator.aggregateChunk",
     "FLMarket.publishTask",
-    "FLMarket.recordAuction",
-    "FLMarket.attestAccuracy",
-    "FLMarket.payDevices",
+    "FLMarket.commitBid",
+    "FLMarket.revealBid",
+    "FLMarket.submitOutcome",
+    "FLMarket.setAggregator",
+    "FLMarket.acceptAward",
+    "FLMarket.attest",
+    "FLMarket.claimDevicePay",
     "FLMarket.withdraw",
 }
 
