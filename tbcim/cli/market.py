@@ -1,0 +1,87 @@
+"""`tbcim market`: the two-level market end to end, and its verification.
+
+tbcim market run [--config FILE] [--rpc-url URL] --out DIR
+tbcim market run --resume DIR [--rpc-url URL]
+tbcim market verify DIR [--rpc-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tbcim.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "market",
+        help="the market end to end: sealed-bid auction, BCFL, settlement on chain",
+        description="Consecutive FL tasks through the market contract (TBCIM section II-A).",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    run = verbs.add_parser(
+        "run",
+        help="run a market of consecutive tasks into a run folder",
+        description="Publish, price, bid (commit-reveal), award, accept, train on chain, attest "
+        "and settle each task; writes summary.json, CSV, PNG and the chain's records to --out.",
+    )
+    run.add_argument("--config", help="TOML with [market], [fl], [chain], [failure], [selection]")
+    run.add_argument("--rpc-url", help="Ethereum JSON-RPC node (default: embedded py-evm)")
+    run.add_argument("--out", help="run folder to create")
+    run.add_argument("--resume", metavar="DIR", help="continue the stopped run in DIR")
+    run.set_defaults(handler=_run)
+    verify = verbs.add_parser(
+        "verify",
+        help="recompute every award from chain data and compare with the recorded one",
+    )
+    verify.add_argument("folder", help="a market run folder")
+    verify.add_argument("--rpc-url", help="read the logs from this node (default: the folder's)")
+    verify.set_defaults(handler=_verify)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tbcim.market.config import MarketConfig
+    from tbcim.market.folder import RunFolder
+
+    if args.resume and (args.out or args.config):
+        raise ConfigError("--resume", "takes the config and folder of the run; drop --out/--config")
+    if args.resume:
+        folder, raw = RunFolder.resume(args.resume)
+        config = MarketConfig.from_dict(raw)
+        print(f"resuming {folder.path}: replaying {len(folder.recorded)} recorded steps")
+    else:
+        if not args.out:
+            raise ConfigError("--out", "name the run folder to write")
+        config = MarketConfig.load(args.config)  # validated before any work
+        from tbcim.market.outcome import load_mechanism
+
+        load_mechanism(config.terms.mechanism, config.model_path(), config.servers)
+        folder = RunFolder.create(args.out, config.to_dict(), config.seed, args.config)
+    from tbcim.market.report import summary_table
+    from tbcim.market.run import run_market
+
+    summary = run_market(config, folder, args.rpc_url, log=lambda line: print(line, flush=True))
+    print()
+    print(summary_table(summary))
+    print(
+        f"\nreconciled to the wei: {summary['reconciled']}; results in {folder.path}/ "
+        "(summary.json, tasks.csv, bids.csv, rounds.csv, ed_payments.csv, accuracy.png, "
+        "payments.png, chain/)"
+    )
+    sys.stdout.flush()
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from tbcim.market.verify import verify_run
+
+    checks = verify_run(args.folder, args.rpc_url)
+    for check in checks:
+        state = "matches" if check.ok else "MISMATCH"
+        print(f"task {check.task_id}: recorded outcome {state} the recomputed one")
+        for problem in check.problems:
+            print(f"  - {problem}")
+    ok = all(c.ok for c in checks)
+    print("verified: every award is the mechanism's outcome" if ok else "verification FAILED")
+    return 0 if ok else 1

@@ -1,0 +1,151 @@
+"""``tbcim market verify``: recompute every task's award from chain data alone.
+
+For each task the FLMarket logs hold the terms (``TaskPublished``), the revealed bids with their
+salts (``BidRevealed``) and the recorded outcome (``AwardFinalized``). The verifier
+
+1. checks the committed mechanism: keccak(name ‖ sha256(model file)) must equal the terms';
+2. recomputes the seed from the salts (the XOR the contract computes) and compares it;
+3. recomputes the outcome with :func:`tbcim.market.outcome.compute_award` and compares the
+   winners and the payments, to the wei, with the recorded ones;
+4. checks that the run folder's ``summary.json`` reports the chain's winners.
+
+The logs come from the node at ``--rpc-url`` when it is given (an external chain still
+running), else from ``chain/market_logs.json``, the raw logs the run exported (the embedded
+chain ends with its process).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hexbytes import HexBytes
+from web3 import Web3
+
+from tbcim.blockchain.fl_market import outcome_seed
+from tbcim.errors import TbcimError
+from tbcim.market.config import WEI_PER_UNIT, MarketConfig
+from tbcim.market.outcome import Reveal, compute_award, load_mechanism
+
+LOGS = Path("chain") / "market_logs.json"
+
+
+@dataclass
+class TaskCheck:
+    task_id: int
+    problems: list[str] = field(default_factory=list)
+    recorded_winners: list[str] | None = None  # the winners AwardFinalized holds
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def export_logs(w3: Web3, address: str, path: Path) -> Path:
+    """Write every log of the contract at ``address`` (raw topics and data) to ``path``."""
+    logs = w3.eth.get_logs({"address": address, "fromBlock": 0, "toBlock": "latest"})
+    rows = [
+        {
+            "blockNumber": int(log["blockNumber"]),
+            "transactionHash": HexBytes(log["transactionHash"]).to_0x_hex(),
+            "logIndex": int(log["logIndex"]),
+            "address": log["address"],
+            "topics": [HexBytes(t).to_0x_hex() for t in log["topics"]],
+            "data": HexBytes(log["data"]).to_0x_hex(),
+        }
+        for log in logs
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=1))
+    return path
+
+
+def _market_events(folder: Path, rpc_url: str | None) -> list[Any]:
+    from chain_node.compiler import compile_contracts
+
+    summary = json.loads((folder / "summary.json").read_text())
+    address = summary["market_contract"]
+    abi = compile_contracts()["FLMarket"].abi
+    if rpc_url:
+        w3 = Web3(Web3.HTTPProvider(rpc_url))
+        if not w3.is_connected():
+            raise TbcimError(f"no Ethereum JSON-RPC node answers at {rpc_url}")
+        raw = w3.eth.get_logs({"address": address, "fromBlock": 0, "toBlock": "latest"})
+    else:
+        source = folder / LOGS
+        if not source.is_file():
+            raise TbcimError(f"{source} is missing: give --rpc-url of the run's node")
+        raw = [
+            {
+                **row,
+                "transactionHash": HexBytes(row["transactionHash"]),
+                "blockHash": HexBytes(b"\0" * 32),
+                "transactionIndex": 0,
+                "topics": [HexBytes(t) for t in row["topics"]],
+                "data": HexBytes(row["data"]),
+            }
+            for row in json.loads(source.read_text())
+        ]
+    contract = Web3().eth.contract(address=address, abi=abi)
+    events = []
+    for log in raw:
+        for event in contract.events:
+            try:
+                events.append(event().process_log(log))
+                break
+            except Exception:
+                continue
+    return events
+
+
+def verify_run(folder: str | Path, rpc_url: str | None = None) -> list[TaskCheck]:
+    """Every task's check (module docstring); a folder that cannot be read is a TbcimError."""
+    folder = Path(folder)
+    if not (folder / "summary.json").is_file():
+        raise TbcimError(f"{folder} has no summary.json: not a completed market run")
+    saved = json.loads((folder / "config.json").read_text())
+    config = MarketConfig.from_dict(saved["config"])
+    summary = json.loads((folder / "summary.json").read_text())
+    mechanism = load_mechanism(config.terms.mechanism, config.model_path(), config.servers)
+    events = _market_events(folder, rpc_url)
+    checks: dict[int, TaskCheck] = {}
+    reveals: dict[int, list[tuple[Reveal, bytes]]] = {}
+    for e in events:
+        task_id = int(e.args.taskId) if "taskId" in e.args else None
+        if task_id is None:
+            continue
+        check = checks.setdefault(task_id, TaskCheck(task_id))
+        if e.event == "TaskPublished":
+            if bytes(e.args.terms[1]) != mechanism.commitment:
+                check.problems.append("the committed mechanism is not the configured model")
+        elif e.event == "BidRevealed":
+            r = Reveal(e.args.bidder, int(e.args.bid), int(e.args.dataSize), int(e.args.emdPpm))
+            reveals.setdefault(task_id, []).append((r, bytes(e.args.salt)))
+        elif e.event == "AwardFinalized":
+            pairs = reveals.get(task_id, [])
+            seed = outcome_seed([(r.bidder, salt) for r, salt in pairs])
+            if seed != int(e.args.seed):
+                check.problems.append(f"seed {e.args.seed} is not the salts' XOR {seed}")
+            award = compute_award(mechanism, [r for r, _ in pairs], seed, WEI_PER_UNIT)
+            recorded = (tuple(e.args.winners), tuple(int(p) for p in e.args.payments))
+            if recorded != (award.winners, award.payments_wei):
+                check.problems.append(
+                    f"recorded outcome {recorded} differs from the mechanism's "
+                    f"{(award.winners, award.payments_wei)}"
+                )
+            check.recorded_winners = list(recorded[0])
+    by_id = {t["task_id"]: t for t in summary["tasks"]}
+    servers = {a: i for i, a in enumerate(summary.get("server_accounts", []))}
+    for task_id, check in checks.items():
+        reported = by_id.get(task_id)
+        recorded = check.recorded_winners
+        if reported is None or recorded is None or not servers:
+            continue
+        if sorted(reported["winners"]) != sorted(servers[a] for a in recorded):
+            check.problems.append(
+                f"summary.json reports winners {reported['winners']}, the chain "
+                f"{sorted(servers[a] for a in recorded)}"
+            )
+    return [checks[k] for k in sorted(checks)]
