@@ -8,8 +8,10 @@ import dataclasses
 import pytest
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
+from web3.contract import Contract
 from web3.types import TxReceipt
 
+from chain_node.errors import ContractRevert
 from chain_node.node import ChainNode
 from tbcim.blockchain.fl_market import (
     FLMarketClient,
@@ -24,15 +26,20 @@ from tbcim.blockchain.smoke import TaskOnChain
 from tbcim.errors import ConfigError
 
 from .market_helpers import (
+    BID_HIGH,
+    BID_LOW,
     REWARD,
     MarketRun,
     Sealed,
     advance_past,
+    advance_to,
     artifacts,
     ascending,
     assert_conserved,
+    assert_reverts,
     held,
     make_terms,
+    stub_aggregator,
 )
 
 
@@ -170,8 +177,6 @@ def test_a_task_end_to_end_reconciles_to_the_wei(node: ChainNode, market: FLMark
 def test_missed_target_refunds_everything_and_eds_cannot_claim(
     node: ChainNode, market: FLMarketClient
 ) -> None:
-    from .market_helpers import assert_reverts, stub_aggregator
-
     run = MarketRun(market, sealed_bids(node)[:2]).publish().commit().reveal()
     es0 = run.bids[0].server
     run.award([es0], [10**17]).set_aggregator(stub_aggregator(node))
@@ -252,3 +257,493 @@ def test_terms_round_trip_and_bad_values_name_their_field(node: ChainNode) -> No
             dataclasses.replace(terms, **{field: value})
     with pytest.raises(ConfigError, match="windows"):
         TaskTerms.schedule(0, (1, 2, 3))
+
+
+# ---------------------------------------------------------------------- every revert
+
+
+ZERO = "0x" + "00" * 20
+
+
+def forwarder(node: ChainNode) -> Contract:
+    return node.deploy("RejectingAccount", sender=node.requester)
+
+
+def via(
+    node: ChainNode,
+    account: Contract,
+    market: FLMarketClient,
+    fn: str,
+    *args: object,
+    value: int = 0,
+) -> object:
+    """Call ``market.fn(*args)`` from the RejectingAccount contract ``account``."""
+    data = market.contract.encode_abi(fn, args=list(args))
+    call = account.functions.forward(market.contract.address, data)
+    return node.transact(call, sender=node.requester, value=value)
+
+
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        ("minBidders", {4: 0}),
+        ("bidHigh", {5: 0, 6: 0}),
+        ("bidLow", {5: BID_HIGH + 1}),
+        ("commitDeadline", {7: "now"}),
+        ("revealDeadline", {8: "prev"}),
+        ("awardDeadline", {9: "prev"}),
+        ("acceptDeadline", {10: "prev"}),
+        ("trainingDeadline", {11: "prev"}),
+        ("attestDeadline", {12: "prev"}),
+    ],
+)
+def test_publish_rejects_each_bad_term_by_name(
+    node: ChainNode, market: FLMarketClient, field: str, change: dict[int, object]
+) -> None:
+    terms = list(make_terms(node).as_tuple())
+    for index, value in change.items():
+        if value == "now":  # the publishing transaction's own block
+            value = node.block_number + 1
+        elif value == "prev":
+            value = terms[index - 1]
+        terms[index] = value
+    publish = market.contract.functions.publishTask(tuple(terms))
+    send = lambda: node.transact(publish, sender=node.requester, value=REWARD)  # noqa: E731
+    assert assert_reverts(market, send, "InvalidTerms") == (field,)
+    # one block later the same deadline is fine: the check is exactly "in the future"
+    if field == "commitDeadline":
+        terms[7] = node.block_number + 2
+        node.transact(
+            market.contract.functions.publishTask(tuple(terms)), sender=node.requester, value=1
+        )
+
+
+def test_publish_needs_escrow_and_a_valid_target(node: ChainNode, market: FLMarketClient) -> None:
+    req = node.requester
+    terms = make_terms(node)
+    assert_reverts(market, lambda: market.publish_task(req, 0, terms), "NoEscrow")
+    raw = list(terms.as_tuple())
+    raw[3] = 10**6 + 1
+    publish = market.contract.functions.publishTask(tuple(raw))
+    args = assert_reverts(
+        market, lambda: node.transact(publish, sender=req, value=1), "InvalidAccuracy"
+    )
+    assert args == (10**6 + 1,)
+    for fn in (market.contract.functions.cancelTask(99), market.contract.functions.expireTask(99)):
+        assert assert_reverts(
+            market, lambda fn=fn: node.transact(fn, sender=req), "UnknownTask"
+        ) == (99,)
+    with pytest.raises(ContractRevert, match="UnknownTask"):
+        market.task(99)
+
+
+def test_cancel_and_expire(node: ChainNode, market: FLMarketClient) -> None:
+    req, es, d = node.requester, node.servers, node.devices
+    bids = sealed_bids(node)[:2]
+    # cancel: requester only, while Open; refund in full
+    run = MarketRun(market, bids).publish()
+    assert_reverts(market, lambda: market.cancel_task(es[0], run.task_id), "NotRequester")
+    args = assert_reverts(market, lambda: market.expire_task(d[0], run.task_id), "TooEarly")
+    assert args == (node.block_number + 1, run.terms.award_deadline)
+    market.cancel_task(req, run.task_id)
+    assert market.task(run.task_id).status == TaskStatus.CANCELLED
+    assert market.balance_of(req) == REWARD
+    assert_conserved(market)
+    for action in (
+        lambda: market.cancel_task(req, run.task_id),
+        lambda: market.expire_task(d[0], run.task_id),
+        lambda: market.commit_bid(es[0], run.task_id, bids[0].commitment(run.task_id)),
+    ):
+        args = assert_reverts(market, action, "WrongStatus")
+        assert args == (run.task_id, TaskStatus.CANCELLED)
+    # expire, Open: no majority by the award deadline (anyone may call it)
+    run = MarketRun(market, bids).publish().commit().reveal()
+    market.submit_outcome(es[0], run.task_id, [es[0]], [10**17])  # 1 of 2 is no majority
+    advance_past(node, run.terms.award_deadline)
+    market.expire_task(d[0], run.task_id)
+    assert market.task(run.task_id).status == TaskStatus.CANCELLED
+    assert market.balance_of(req) == 2 * REWARD
+    # expire, Awarded: a winner did not accept by the acceptance deadline
+    run = MarketRun(market, bids).publish().commit().reveal()
+    winners = ascending(es[:2])
+    run.award(winners, [10**17, 10**17]).set_aggregator(stub_aggregator(node))
+    assert_reverts(market, lambda: market.cancel_task(req, run.task_id), "WrongStatus")
+    run.accept({winners[0]: ([d[0]], [10**16])})
+    args = assert_reverts(market, lambda: market.expire_task(d[0], run.task_id), "TooEarly")
+    assert args == (node.block_number + 1, run.terms.accept_deadline)
+    advance_past(node, run.terms.accept_deadline)
+    aggregator = market.task(run.task_id).aggregator
+    args = assert_reverts(
+        market,
+        lambda: market.accept_award(winners[1], run.task_id, aggregator, [d[1]], [1]),
+        "TooLate",
+    )
+    assert args == (node.block_number + 1, run.terms.accept_deadline)
+    market.expire_task(es[1], run.task_id)
+    assert market.task(run.task_id).status == TaskStatus.CANCELLED
+    assert market.balance_of(req) == 3 * REWARD
+    assert_conserved(market)
+    # a task in training neither cancels nor expires
+    run = MarketRun(market, bids).publish().commit().reveal()
+    run.award([winners[0]], [10**17]).set_aggregator(stub_aggregator(node))
+    run.accept({winners[0]: ([d[0]], [10**16])})
+    advance_past(node, run.terms.attest_deadline)
+    for action in (
+        lambda: market.cancel_task(req, run.task_id),
+        lambda: market.expire_task(req, run.task_id),
+    ):
+        assert assert_reverts(market, action, "WrongStatus") == (run.task_id, TaskStatus.TRAINING)
+
+
+def test_bidding_reverts(node: ChainNode, market: FLMarketClient) -> None:
+    es, d = node.servers, node.devices
+    run = MarketRun(market, sealed_bids(node)[:2]).publish()
+    task = run.task_id
+    b0 = run.bids[0]
+    assert_reverts(market, lambda: market.commit_bid(es[0], task, bytes(32)), "InvalidCommitment")
+    market.commit_bid(es[0], task, b0.commitment(task))
+    args = assert_reverts(
+        market, lambda: market.commit_bid(es[0], task, b0.commitment(task)), "AlreadyCommitted"
+    )
+    assert args == (es[0],)
+    reveal = market.reveal_bid
+    args = assert_reverts(
+        market, lambda: reveal(es[0], task, b0.bid, b0.data_size, b0.emd_ppm, b0.salt), "WrongPhase"
+    )
+    assert args == (node.block_number + 1, run.terms.commit_deadline, run.terms.reveal_deadline)
+    # bidders whose sealed bids are out of the bid space or unusable (any address may bid)
+    bad = [
+        Sealed(d[0], BID_LOW - 1, 100, 0, keccak(b"a")),
+        Sealed(d[1], BID_HIGH + 1, 100, 0, keccak(b"b")),
+        Sealed(d[2], BID_LOW, 0, 0, keccak(b"c")),
+        Sealed(d[3], BID_LOW, 100, 2 * 10**6 + 1, keccak(b"d")),  # θ ≤ 2
+    ]
+    for b in bad:
+        market.commit_bid(b.server, task, b.commitment(task))
+    advance_past(node, run.terms.commit_deadline)
+    args = assert_reverts(
+        market, lambda: market.commit_bid(es[1], task, keccak(b"x")), "WrongPhase"
+    )
+    assert args == (node.block_number + 1, 0, run.terms.commit_deadline)
+    assert assert_reverts(
+        market, lambda: reveal(es[1], task, 1, 1, 1, keccak(b"x")), "NotCommitted"
+    ) == (es[1],)
+    # a reveal that does not match the commitment: another bid, another salt
+    wrong = keccak(b"wrong salt")
+    args = assert_reverts(
+        market,
+        lambda: reveal(es[0], task, b0.bid + 1, b0.data_size, b0.emd_ppm, b0.salt),
+        "RevealMismatch",
+    )
+    assert args[0] == b0.commitment(task)
+    assert args[1] == bid_commitment(task, es[0], b0.bid + 1, b0.data_size, b0.emd_ppm, b0.salt)
+    assert_reverts(
+        market,
+        lambda: reveal(es[0], task, b0.bid, b0.data_size, b0.emd_ppm, wrong),
+        "RevealMismatch",
+    )
+    for b, error, expected in [
+        (bad[0], "BidOutOfRange", (BID_LOW - 1, BID_LOW, BID_HIGH)),
+        (bad[1], "BidOutOfRange", (BID_HIGH + 1, BID_LOW, BID_HIGH)),
+        (bad[2], "InvalidBid", (0, 0)),
+        (bad[3], "InvalidBid", (100, 2 * 10**6 + 1)),
+    ]:
+        args = assert_reverts(
+            market, lambda b=b: reveal(b.server, task, b.bid, b.data_size, b.emd_ppm, b.salt), error
+        )
+        assert args == expected
+    reveal(es[0], task, b0.bid, b0.data_size, b0.emd_ppm, b0.salt)
+    assert_reverts(
+        market,
+        lambda: reveal(es[0], task, b0.bid, b0.data_size, b0.emd_ppm, b0.salt),
+        "AlreadyRevealed",
+    )
+    assert market.bid_of(task, d[0])[:2] == (True, False)  # its failed reveal left no trace
+    advance_past(node, run.terms.reveal_deadline)
+    args = assert_reverts(
+        market, lambda: reveal(es[0], task, b0.bid, b0.data_size, b0.emd_ppm, b0.salt), "WrongPhase"
+    )
+    assert args[1:] == (run.terms.commit_deadline, run.terms.reveal_deadline)
+    with pytest.raises(ConfigError, match="salt"):
+        market.reveal_bid(es[0], task, 1, 1, 1, b"short")
+    with pytest.raises(ConfigError, match="commitment"):
+        market.commit_bid(es[0], task, b"short")
+
+
+def test_outcome_reverts(node: ChainNode, market: FLMarketClient) -> None:
+    es, d = node.servers, node.devices
+    bids = sealed_bids(node)  # es[3] commits but never reveals
+    run = MarketRun(market, bids[:3], min_bidders=2).publish()
+    market.commit_bid(es[3], run.task_id, bids[3].commitment(run.task_id))
+    run.commit()
+    vote = market.submit_outcome
+    task = run.task_id
+    args = assert_reverts(market, lambda: vote(es[0], task, [es[0]], [1]), "WrongPhase")
+    assert args == (node.block_number + 1, run.terms.reveal_deadline, run.terms.award_deadline)
+    run.reveal()
+    a, b, _ = ascending(es[:3])
+    assert assert_reverts(market, lambda: vote(es[3], task, [a], [1]), "NotBidder") == (es[3],)
+    assert assert_reverts(market, lambda: vote(d[0], task, [a], [1]), "NotBidder") == (d[0],)
+    assert assert_reverts(market, lambda: vote(a, task, [a, b], [1]), "WrongLength") == (2, 1)
+    assert assert_reverts(market, lambda: vote(a, task, [b, a], [1, 1]), "InvalidRecipient") == (a,)
+    assert assert_reverts(market, lambda: vote(a, task, [a, a], [1, 1]), "InvalidRecipient") == (a,)
+    assert assert_reverts(market, lambda: vote(a, task, [ZERO], [1]), "InvalidRecipient") == (ZERO,)
+    with_loser = ascending([a, es[3]])  # es[3] committed but did not reveal
+    assert assert_reverts(market, lambda: vote(a, task, with_loser, [1, 1]), "NotBidder") == (
+        es[3],
+    )
+    assert assert_reverts(market, lambda: vote(a, task, [a, b], [1, 0]), "ZeroPayment") == (b,)
+    args = assert_reverts(
+        market, lambda: vote(a, task, [a, b], [REWARD, 1]), "PaymentsExceedEscrow"
+    )
+    assert args == (REWARD + 1, REWARD)
+    vote(a, task, [a, b], [REWARD - 1, 1])  # exactly the escrow is fine
+    assert assert_reverts(market, lambda: vote(a, task, [a], [1]), "AlreadyVoted") == (a,)
+    assert market.task(task).status == TaskStatus.OPEN  # 1 of 3
+    advance_past(node, run.terms.award_deadline)
+    args = assert_reverts(market, lambda: vote(b, task, [a, b], [REWARD - 1, 1]), "WrongPhase")
+    assert args == (node.block_number + 1, run.terms.reveal_deadline, run.terms.award_deadline)
+    # fewer reveals than the task needs: no outcome can be voted
+    run = MarketRun(market, bids[:2], min_bidders=3).publish().commit().reveal()
+    args = assert_reverts(market, lambda: vote(es[0], run.task_id, [es[0]], [1]), "TooFewBidders")
+    assert args == (2, 3)
+
+
+def awarded(
+    node: ChainNode, market: FLMarketClient, payments: tuple[int, int] = (3 * 10**17, 2 * 10**17)
+) -> tuple[MarketRun, list[str]]:
+    """A task awarded to the two lowest-address ESs of three bidders."""
+    run = MarketRun(market, sealed_bids(node)[:3]).publish().commit().reveal()
+    winners = ascending(node.servers[:3])[:2]
+    return run.award(winners, list(payments)), winners
+
+
+def test_acceptance_reverts(node: ChainNode, market: FLMarketClient) -> None:
+    req, d = node.requester, node.devices
+    run, (w0, w1) = awarded(node, market)
+    loser = ascending(node.servers[:3])[2]
+    task = run.task_id
+    stub = stub_aggregator(node)
+    accept = market.contract.functions.acceptAward  # raw: the client sorts and checks lists
+
+    def send(server: str, devices: list[str], amounts: list[int], agg: str = stub) -> object:
+        return node.transact(accept(task, agg, devices, amounts), sender=server)
+
+    eds = ascending(d[:3])
+    args = assert_reverts(market, lambda: send(w0, eds, [1, 1, 1]), "AggregatorMismatch")
+    assert args == (stub, ZERO)  # not set yet
+    assert_reverts(market, lambda: market.set_aggregator(w0, task, stub), "NotRequester")
+    assert assert_reverts(
+        market, lambda: market.set_aggregator(req, task, ZERO), "InvalidRecipient"
+    ) == (ZERO,)
+    market.set_aggregator(req, task, stub)
+    args = assert_reverts(
+        market, lambda: market.set_aggregator(req, task, d[0]), "AggregatorAlreadySet"
+    )
+    assert args == (stub,)
+    assert assert_reverts(market, lambda: send(loser, eds, [1, 1, 1]), "NotWinner") == (loser,)
+    assert assert_reverts(market, lambda: send(d[0], eds[1:], [1, 1]), "NotWinner") == (d[0],)
+    assert assert_reverts(market, lambda: send(w0, eds, [1, 1, 1], d[0]), "AggregatorMismatch") == (
+        d[0],
+        stub,
+    )
+    assert assert_reverts(market, lambda: send(w0, [], []), "WrongLength") == (0, 0)
+    assert assert_reverts(market, lambda: send(w0, eds, [1, 1]), "WrongLength") == (3, 2)
+    assert assert_reverts(market, lambda: send(w0, eds[::-1], [1, 1, 1]), "InvalidRecipient") == (
+        eds[1],
+    )
+    assert assert_reverts(
+        market, lambda: send(w0, [eds[0], eds[0]], [1, 1]), "InvalidRecipient"
+    ) == (eds[0],)
+    assert assert_reverts(
+        market, lambda: send(w0, [ZERO, *eds], [1, 1, 1, 1]), "InvalidRecipient"
+    ) == (ZERO,)
+    with_self = ascending([*eds, w0])
+    assert assert_reverts(market, lambda: send(w0, with_self, [1] * 4), "InvalidRecipient") == (w0,)
+    assert assert_reverts(market, lambda: send(w0, eds, [1, 0, 1]), "ZeroPayment") == (eds[1],)
+    over = [10**17, 10**17, 10**17 + 1]
+    assert assert_reverts(market, lambda: send(w0, eds, over), "ExceedsPayment") == (
+        3 * 10**17 + 1,
+        3 * 10**17,
+    )
+    market.accept_award(w0, task, stub, eds, [10**17, 10**17, 10**17])  # exactly its payment
+    assert assert_reverts(market, lambda: send(w0, eds, [1, 1, 1]), "AlreadyAccepted") == (w0,)
+    assert market.task(task).status == TaskStatus.AWARDED  # one of two winners
+    # the client sorts, and refuses lists the contract would refuse, naming the problem
+    cases: list[tuple[list[str], list[int], str]] = [
+        ([d[0], d[0]], [1, 1], "listed twice"),
+        ([], [], "empty"),
+        ([d[0]], [0], "positive"),
+        ([d[0]], [1, 2], "2 amounts for 1 devices"),
+        ([ZERO], [1], "zero address"),
+    ]
+    for devices, amounts, problem in cases:
+        with pytest.raises(ConfigError, match=problem):
+            market.accept_award(w1, task, stub, devices, amounts)
+    market.accept_award(w1, task, stub, d[3:][::-1], [1, 2, 3][: len(d[3:])])
+    assert market.task(task).status == TaskStatus.TRAINING
+    assert_reverts(market, lambda: market.set_aggregator(req, task, stub), "WrongStatus")
+    # too late to name an aggregator
+    run2, _ = awarded(node, market)
+    advance_past(node, run2.terms.accept_deadline)
+    args = assert_reverts(market, lambda: market.set_aggregator(req, run2.task_id, stub), "TooLate")
+    assert args == (node.block_number + 1, run2.terms.accept_deadline)
+
+
+def in_training(node: ChainNode, market: FLMarketClient, stub: str) -> tuple[MarketRun, list[str]]:
+    run, winners = awarded(node, market)
+    run.set_aggregator(stub)
+    d = node.devices
+    run.accept(
+        {
+            winners[0]: (d[:3], [4 * 10**16, 5 * 10**16, 6 * 10**16]),
+            winners[1]: (d[2:5], [10**16, 2 * 10**16, 3 * 10**16]),
+        }
+    )
+    return run, winners
+
+
+def test_attestation_reverts_and_forfeit(node: ChainNode, market: FLMarketClient) -> None:
+    req = node.requester
+    model = keccak(b"final model")
+    stub = node.deploy("ModelHashStub", sender=req)
+    node.transact(stub.functions.setModel(model), sender=req)
+    # before training: neither attestation nor forfeit
+    run, winners = awarded(node, market)
+    assert_reverts(market, lambda: market.attest(req, run.task_id, model, 0.9), "WrongStatus")
+    assert_reverts(market, lambda: market.settle_unattested(req, run.task_id), "WrongStatus")
+    run, winners = in_training(node, market, stub.address)
+    task = run.task_id
+    assert assert_reverts(
+        market, lambda: market.attest(winners[0], task, model, 0.9), "NotRequester"
+    ) == (winners[0],)
+    args = assert_reverts(market, lambda: market.attest(req, task, model, 0.9), "TooEarly")
+    assert args == (node.block_number + 1, run.terms.training_deadline)
+    advance_to(node, run.terms.training_deadline)  # the deadline itself is still too early
+    assert (
+        assert_reverts(market, lambda: market.attest(req, task, model, 0.9), "TooEarly")[1]
+        == run.terms.training_deadline
+    )
+    node.advance_blocks(1)
+    attest = market.contract.functions.attest(task, model, 10**6 + 1)
+    assert assert_reverts(market, lambda: node.transact(attest, sender=req), "InvalidAccuracy") == (
+        10**6 + 1,
+    )
+    other = keccak(b"some other model")
+    assert assert_reverts(market, lambda: market.attest(req, task, other, 0.9), "WrongModel") == (
+        other,
+        model,
+    )
+    node.transact(
+        stub.functions.setModel(other), sender=req
+    )  # a later round: the old hash is stale
+    assert assert_reverts(market, lambda: market.attest(req, task, model, 0.9), "WrongModel") == (
+        model,
+        other,
+    )
+    with pytest.raises(ConfigError, match="accuracy"):
+        market.attest(req, task, other, 1.01)
+    with pytest.raises(ConfigError, match="model_hash"):
+        market.attest(req, task, b"short", 0.9)
+    args = assert_reverts(market, lambda: market.settle_unattested(winners[0], task), "TooEarly")
+    assert args == (node.block_number + 1, run.terms.attest_deadline)
+    advance_past(node, run.terms.attest_deadline)
+    args = assert_reverts(market, lambda: market.attest(req, task, other, 0.9), "TooLate")
+    assert args == (node.block_number + 1, run.terms.attest_deadline)
+    # silence past the deadline: anyone settles, as if the target was met
+    market.settle_unattested(node.devices[0], task)
+    assert market.task(task).status == TaskStatus.COMPLETED
+    assert len(market.contract.events.Forfeited().get_logs(from_block=0)) == 1
+    assert market.balance_of(winners[0]) == 3 * 10**17 - 15 * 10**16
+    assert market.balance_of(winners[1]) == 2 * 10**17 - 6 * 10**16
+    assert market.balance_of(req) == REWARD - 5 * 10**17
+    assert_conserved(market)
+    assert_reverts(market, lambda: market.settle_unattested(req, task), "WrongStatus")
+    assert_reverts(market, lambda: market.attest(req, task, other, 0.9), "WrongStatus")
+
+
+def test_claim_and_withdraw_reverts(node: ChainNode, market: FLMarketClient) -> None:
+    req, d = node.requester, node.devices
+    rejecting = forwarder(node)
+    stub = stub_aggregator(node)
+    run, (w0, w1) = awarded(node, market)
+    run.set_aggregator(stub)
+    task = run.task_id
+    run.accept(
+        {
+            w0: ([d[0], d[1], rejecting.address], [10**16, 2 * 10**16, 3 * 10**16]),
+            w1: ([d[1], d[2]], [4 * 10**16, 5 * 10**16]),
+        }
+    )
+    t0, t1 = run.trees[w0], run.trees[w1]
+    claim = market.claim_device_pay
+    assert_reverts(market, lambda: claim(d[0], task, w0, 10**16, t0.proof(d[0])), "WrongStatus")
+    advance_past(node, run.terms.training_deadline)
+    market.attest(req, task, keccak(b"final model"), 0.95)
+    extra = [rejecting.address]
+    assert_conserved(market, extra)
+    # an ED owed nothing: amount 0, or not in the list, or not in this ES's list
+    assert assert_reverts(market, lambda: claim(d[0], task, w0, 0, []), "NothingOwed") == (d[0],)
+    assert assert_reverts(
+        market, lambda: claim(d[4], task, w0, 0, t0.proof(d[0])), "NothingOwed"
+    ) == (d[4],)
+    args = assert_reverts(
+        market, lambda: claim(d[4], task, w0, 10**16, t0.proof(d[0])), "InvalidProof"
+    )
+    assert args == (d[4], 10**16)
+    assert_reverts(market, lambda: claim(d[0], task, w1, 10**16, t0.proof(d[0])), "InvalidProof")
+    assert_reverts(
+        market, lambda: claim(d[0], task, w0, 10**16 + 1, t0.proof(d[0])), "InvalidProof"
+    )
+    assert_reverts(market, lambda: claim(d[0], task, w0, 10**16, t0.proof(d[1])), "InvalidProof")
+    assert_reverts(
+        market, lambda: claim(d[1], task, w0, 4 * 10**16, t1.proof(d[1])), "InvalidProof"
+    )
+    claim(d[0], task, w0, 10**16, t0.proof(d[0]))
+    assert assert_reverts(
+        market, lambda: claim(d[0], task, w0, 10**16, t0.proof(d[0])), "AlreadyClaimed"
+    ) == (d[0],)
+    claim(d[1], task, w0, 2 * 10**16, t0.proof(d[1]))  # one ED, two ESs: both claims stand
+    claim(d[1], task, w1, 4 * 10**16, t1.proof(d[1]))
+    # an ED that cannot take ether: the claim reverts and stays open
+    args = assert_reverts(
+        market,
+        lambda: via(
+            node,
+            rejecting,
+            market,
+            "claimDevicePay",
+            task,
+            w0,
+            3 * 10**16,
+            t0.proof(rejecting.address),
+        ),
+        "TransferFailed",
+    )
+    assert args == (rejecting.address, 3 * 10**16)
+    assert not market.claimed(task, w0, rejecting.address)
+    assert market.device_pool(task, w0) == 3 * 10**16
+    assert_conserved(market, extra)
+    # withdrawals: nothing, more than the balance, and the ES's balance excludes its EDs' pay
+    assert_reverts(market, lambda: market.withdraw(w0, 0), "ZeroAmount")
+    args = assert_reverts(market, lambda: market.withdraw(w0, 3 * 10**17), "InsufficientBalance")
+    assert args == (3 * 10**17 - 6 * 10**16, 3 * 10**17)
+    market.withdraw(w0, 3 * 10**17 - 6 * 10**16)
+    assert_reverts(market, lambda: market.withdraw(w0, 1), "InsufficientBalance")
+    assert_reverts(market, lambda: market.withdraw(d[3], 1), "InsufficientBalance")
+    assert_conserved(market, extra)
+
+
+def test_a_requester_that_rejects_ether_keeps_its_refund(
+    node: ChainNode, market: FLMarketClient
+) -> None:
+    rejecting = forwarder(node)
+    via(node, rejecting, market, "publishTask", make_terms(node).as_tuple(), value=REWARD)
+    via(node, rejecting, market, "cancelTask", 1)
+    assert market.balance_of(rejecting.address) == REWARD
+    args = assert_reverts(
+        market, lambda: via(node, rejecting, market, "withdraw", REWARD), "TransferFailed"
+    )
+    assert args == (rejecting.address, REWARD)
+    assert market.balance_of(rejecting.address) == REWARD
+    assert_conserved(market, [rejecting.address])
