@@ -81,12 +81,14 @@ contract FLMarket {
     }
 
     /// @notice One bidder's sealed, then revealed, bid.
+    /// @dev One slot after the commitment: bid <= bidHigh < 2^128, dataSize < 2^64 and
+    ///      emdPpm <= MAX_EMD_PPM are checked at reveal.
     struct Bid {
         bytes32 commitment;
         bool revealed;
-        uint256 bid; // the ES's cost, wei
-        uint256 dataSize; // d_s
-        uint256 emdPpm; // θ_s · 1e6
+        uint128 bid; // the ES's cost, wei
+        uint64 dataSize; // d_s
+        uint32 emdPpm; // θ_s · 1e6
     }
 
     /// @notice Everything the clients, `market verify` and reconciliation read about a task.
@@ -203,7 +205,8 @@ contract FLMarket {
     error RevealMismatch(bytes32 commitment, bytes32 revealed);
     /// @notice The bid is outside the task's bid space.
     error BidOutOfRange(uint256 bid, uint256 low, uint256 high);
-    /// @notice A revealed profile is unusable (dataSize 0 or emdPpm above MAX_EMD_PPM).
+    /// @notice A revealed profile is unusable (dataSize 0 or at least 2^64, or emdPpm above
+    ///         MAX_EMD_PPM).
     error InvalidBid(uint256 dataSize, uint256 emdPpm);
     /// @notice The caller (or a listed winner) did not reveal a bid for this task.
     error NotBidder(address account);
@@ -319,11 +322,13 @@ contract FLMarket {
         bytes32 opened = keccak256(abi.encode(taskId, msg.sender, bid, dataSize, emdPpm, salt));
         if (opened != b.commitment) revert RevealMismatch(b.commitment, opened);
         if (bid < t.terms.bidLow || bid > t.terms.bidHigh) revert BidOutOfRange(bid, t.terms.bidLow, t.terms.bidHigh);
-        if (dataSize == 0 || emdPpm > MAX_EMD_PPM) revert InvalidBid(dataSize, emdPpm);
+        if (dataSize == 0 || dataSize > type(uint64).max || emdPpm > MAX_EMD_PPM) {
+            revert InvalidBid(dataSize, emdPpm);
+        }
         b.revealed = true;
-        b.bid = bid;
-        b.dataSize = dataSize;
-        b.emdPpm = emdPpm;
+        b.bid = uint128(bid); // bid <= bidHigh, a uint128
+        b.dataSize = uint64(dataSize);
+        b.emdPpm = uint32(emdPpm);
         t.revealers.push(msg.sender);
         t.seed ^= uint256(keccak256(abi.encode(msg.sender, salt)));
         emit BidRevealed(taskId, msg.sender, bid, dataSize, emdPpm, salt);

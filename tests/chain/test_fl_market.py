@@ -417,6 +417,7 @@ def test_bidding_reverts(node: ChainNode, market: FLMarketClient) -> None:
         Sealed(d[1], BID_HIGH + 1, 100, 0, keccak(b"b")),
         Sealed(d[2], BID_LOW, 0, 0, keccak(b"c")),
         Sealed(d[3], BID_LOW, 100, 2 * 10**6 + 1, keccak(b"d")),  # θ ≤ 2
+        Sealed(d[4], BID_LOW, 2**64, 0, keccak(b"e")),  # stored as a uint64
     ]
     for b in bad:
         market.commit_bid(b.server, task, b.commitment(task))
@@ -447,6 +448,7 @@ def test_bidding_reverts(node: ChainNode, market: FLMarketClient) -> None:
         (bad[1], "BidOutOfRange", (BID_HIGH + 1, BID_LOW, BID_HIGH)),
         (bad[2], "InvalidBid", (0, 0)),
         (bad[3], "InvalidBid", (100, 2 * 10**6 + 1)),
+        (bad[4], "InvalidBid", (2**64, 0)),
     ]:
         args = assert_reverts(
             market, lambda b=b: reveal(b.server, task, b.bid, b.data_size, b.emd_ppm, b.salt), error
@@ -747,3 +749,47 @@ def test_a_requester_that_rejects_ether_keeps_its_refund(
     assert args == (rejecting.address, REWARD)
     assert market.balance_of(rejecting.address) == REWARD
     assert_conserved(market, [rejecting.address])
+
+
+def test_gas_of_every_function_from_the_receipts(node: ChainNode, market: FLMarketClient) -> None:
+    """Every state-changing FLMarket function once or more, at a 5-bidder, 2-winner, 3-ED-each
+    task; the gas comes from the receipts (the node's ledger). Run with -s for the table."""
+    es = node.servers
+    bids = sealed_bids(node)
+    run = MarketRun(market, bids).publish().commit().reveal()
+    winners = ascending(es[:2])
+    run.award(winners, [2 * 10**17, 2 * 10**17]).set_aggregator(stub_aggregator(node))
+    d = node.devices
+    run.accept({winners[0]: (d[:3], [10**16] * 3), winners[1]: (d[3:6], [10**16] * 3)})
+    advance_past(node, run.terms.training_deadline)
+    market.attest(node.requester, run.task_id, keccak(b"final model"), 0.9)
+    tree = run.trees[winners[0]]
+    market.claim_device_pay(d[0], run.task_id, winners[0], 10**16, tree.proof(d[0]))
+    market.withdraw(winners[0], market.balance_of(winners[0]))
+    market.cancel_task(node.requester, MarketRun(market, []).publish().task_id)
+    expiring = MarketRun(market, []).publish()
+    advance_past(node, expiring.terms.award_deadline)
+    market.expire_task(d[0], expiring.task_id)
+    silent, _ = awarded(node, market)
+    silent.set_aggregator(stub_aggregator(node))
+    silent.accept({w: ([d[0]], [1]) for w in market.task(silent.task_id).winners})
+    advance_past(node, silent.terms.attest_deadline)
+    market.settle_unattested(d[0], silent.task_id)
+    rows = {
+        key.split(".", 1)[1]: row
+        for key, row in node.ledger.summary().items()
+        if key.startswith("FLMarket.")
+    }
+    mutating = {
+        item["name"]
+        for item in market.contract.abi
+        if item["type"] == "function" and item["stateMutability"] not in ("view", "pure")
+    }
+    assert mutating | {"deploy"} == set(rows)
+    print(f"\n{'FLMarket.function':<20}{'calls':>6}{'mean gas':>12}{'max':>12}")
+    for name, row in rows.items():
+        print(f"{name:<20}{row['calls']:>6}{row['mean']:>12,.0f}{row['max']:>12,}")
+    assert all(row["max"] < 1_000_000 for name, row in rows.items() if name != "deploy")
+    size = len(artifacts()["FLMarket"].deployed_bytecode) // 2 - 1
+    print(f"FLMarket runtime size: {size:,} bytes (EIP-170: 24,576)")
+    assert size <= 24_576
