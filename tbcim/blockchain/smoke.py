@@ -280,14 +280,18 @@ def settle_market(
     for s, tree in trees.items():
         for d in tree.devices:
             market.claim_device_pay(d, task_id, s, tree.amount(d), tree.proof(d))
+    withdrawn = {}
     for account in [node.requester, *servers]:
-        owed = market.balance_of(account)
-        if owed:
-            market.withdraw(account, owed)
+        withdrawn[account] = market.balance_of(account)
+        if withdrawn[account]:
+            market.withdraw(account, withdrawn[account])
+    refund = withdrawn.pop(node.requester)
     return {
         "task_id": task_id,
         "reward_wei": reward,
         "payments_wei": dict(zip(winners, payments, strict=True)),
         "ed_payments_wei": ed_pay,
-        "refund_wei": reward - sum(payments),
+        "refund_wei": refund,
+        "es_withdrawn_wei": withdrawn,
+        "contract_ether_left_wei": int(node.w3.eth.get_balance(market.contract.address)),
     }

@@ -52,6 +52,14 @@ def _check_report(report: dict, backend: str, params: int, devices: int) -> None
     # On-chain FedAvg equals numpy FedAvg of the decoded vectors within one quantisation step.
     assert smoke["fedavg_max_abs_error"] <= smoke["quantisation_step"]
     assert smoke["gas_per_param"] > 0
+    # the market task: the escrow splits into the withdrawals and the EDs' claims, to the wei
+    market = smoke["market"]
+    ed_pay = sum(market["ed_payments_wei"].values())
+    payments = sum(market["payments_wei"].values())
+    assert market["refund_wei"] == market["reward_wei"] - payments
+    assert sum(market["es_withdrawn_wei"].values()) == payments - ed_pay
+    assert market["contract_ether_left_wei"] == 0
+    assert ed_pay > 0 and len(market["payments_wei"]) >= 1
     # g_e: each ED's gas on the aggregator in the round (commitment and chunks), averaged.
     ed_gas = [
         e["gas_used"]
