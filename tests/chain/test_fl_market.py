@@ -793,3 +793,25 @@ def test_gas_of_every_function_from_the_receipts(node: ChainNode, market: FLMark
     size = len(artifacts()["FLMarket"].deployed_bytecode) // 2 - 1
     print(f"FLMarket runtime size: {size:,} bytes (EIP-170: 24,576)")
     assert size <= 24_576
+
+
+def test_a_reentrant_ed_is_paid_once(node: ChainNode, market: FLMarketClient) -> None:
+    """An ED contract re-claims from inside the transfer: the claim is already marked, so the
+    inner call reverts with AlreadyClaimed and the ED is paid exactly once."""
+    claimer = node.deploy("ReentrantClaimer", sender=node.requester)
+    run, (w0, _) = awarded(node, market)
+    run.set_aggregator(stub_aggregator(node))
+    amount = 3 * 10**16
+    run.accept({w0: ([claimer.address, node.devices[0]], [amount, 10**16])})
+    run.accept({run.market.task(run.task_id).winners[1]: ([node.devices[1]], [1])})
+    advance_past(node, run.terms.training_deadline)
+    market.attest(node.requester, run.task_id, keccak(b"final model"), 0.9)
+    proof = run.trees[w0].proof(claimer.address)
+    call = claimer.functions.claim(market.contract.address, run.task_id, w0, amount, proof)
+    node.transact(call, sender=node.requester)
+    error = bytes(claimer.functions.reentryError().call())
+    selector = keccak(b"AlreadyClaimed(address)")[:4]
+    assert error[:4] == selector and claimer.functions.payments().call() == 1
+    assert ether(node, claimer.address) == amount
+    assert market.device_pool(run.task_id, w0) == 10**16
+    assert_conserved(market, [claimer.address])
