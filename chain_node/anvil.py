@@ -33,6 +33,16 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def running_anvil(*extra_args: str, accounts: int = 20) -> Iterator[str]:
     """Yield the URL of a fresh anvil node with ``accounts`` funded accounts."""
+    with anvil_process(*extra_args, accounts=accounts) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def anvil_process(
+    *extra_args: str, accounts: int = 20
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Yield the URL and the process of a fresh anvil node (a test may kill the process to
+    see a chain stop answering)."""
     if not ANVIL.exists():
         raise AnvilNotFoundError(f"anvil not found at {ANVIL}; run `make setup` (it runs `npm ci`)")
     port = _free_port()
@@ -49,7 +59,7 @@ def running_anvil(*extra_args: str, accounts: int = 20) -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise ChainError(f"anvil did not start within {START_TIMEOUT_S:.0f} s")
             time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()
         proc.wait(timeout=10)

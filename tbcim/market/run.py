@@ -543,8 +543,7 @@ class MarketRun:
                 receipt = market.claim_device_pay(
                     device, result.task_id, node.servers[s], amount, tree.proof(device)
                 )
-                fee = receipt["gasUsed"] * receipt["effectiveGasPrice"]
-                ed_ok &= w3.eth.get_balance(device) == before + amount - fee
+                ed_ok &= w3.eth.get_balance(device) == before + amount - self._fees(device, receipt)
         checks["eds_received_v_i"] = ed_ok
         # ESs and the requester withdraw what the contract credited them.
         expected = {
@@ -560,8 +559,8 @@ class MarketRun:
             if credited:
                 before = w3.eth.get_balance(account)
                 receipt = market.withdraw(account, credited)
-                fee = receipt["gasUsed"] * receipt["effectiveGasPrice"]
-                credited_ok &= w3.eth.get_balance(account) == before + credited - fee
+                fees = self._fees(account, receipt)
+                credited_ok &= w3.eth.get_balance(account) == before + credited - fees
         checks["credits_match_payments"] = credited_ok
         checks["contract_holds_nothing"] = w3.eth.get_balance(market.contract.address) == 0
         checks["escrow_conserved"] = (
@@ -584,6 +583,20 @@ class MarketRun:
         )
         if not result.reconciled:
             raise ReconciliationError(f"task {result.task}: balances do not reconcile: {checks}")
+
+    def _fees(self, account: str, receipt: Any) -> int:
+        """What ``account`` paid for the block of ``receipt`` (its own transaction's fee), less
+        the priority fees it earned if it produced that block (ESs are block producers)."""
+        fee = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+        block = self.node.w3.eth.get_block(receipt["blockNumber"], full_transactions=False)
+        if block["miner"] != account:
+            return fee
+        base = int(block.get("baseFeePerGas", 0))
+        tips = 0
+        for tx in block["transactions"]:
+            r = self.node.w3.eth.get_transaction_receipt(tx)
+            tips += int(r["gasUsed"]) * (int(r["effectiveGasPrice"]) - base)
+        return fee - tips
 
     def _shares(self) -> str:
         return "[" + " ".join(f"{s:.2f}" for s in self.node.pos.shares) + "]"

@@ -23,6 +23,7 @@ from typing import Any
 
 from hexbytes import HexBytes
 from web3 import Web3
+from web3.datastructures import AttributeDict
 
 from tbcim.blockchain.fl_market import outcome_seed
 from tbcim.errors import TbcimError
@@ -30,6 +31,14 @@ from tbcim.market.config import WEI_PER_UNIT, MarketConfig
 from tbcim.market.outcome import Reveal, compute_award, load_mechanism
 
 LOGS = Path("chain") / "market_logs.json"
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """A decoded FLMarket log: the event's name and its arguments (attribute access)."""
+
+    event: str
+    args: Any
 
 
 @dataclass
@@ -62,7 +71,7 @@ def export_logs(w3: Web3, address: str, path: Path) -> Path:
     return path
 
 
-def _market_events(folder: Path, rpc_url: str | None) -> list[Any]:
+def _market_events(folder: Path, rpc_url: str | None) -> list[LoggedEvent]:
     from chain_node.compiler import compile_contracts
 
     summary = json.loads((folder / "summary.json").read_text())
@@ -93,7 +102,8 @@ def _market_events(folder: Path, rpc_url: str | None) -> list[Any]:
     for log in raw:
         for event in contract.events:
             try:
-                events.append(event().process_log(log))
+                decoded = event().process_log(log)
+                events.append(LoggedEvent(decoded["event"], AttributeDict(decoded["args"])))
                 break
             except Exception:
                 continue
@@ -118,7 +128,7 @@ def verify_run(folder: str | Path, rpc_url: str | None = None) -> list[TaskCheck
             continue
         check = checks.setdefault(task_id, TaskCheck(task_id))
         if e.event == "TaskPublished":
-            if bytes(e.args.terms[1]) != mechanism.commitment:
+            if bytes(e.args.terms["mechanism"]) != mechanism.commitment:
                 check.problems.append("the committed mechanism is not the configured model")
         elif e.event == "BidRevealed":
             r = Reveal(e.args.bidder, int(e.args.bid), int(e.args.dataSize), int(e.args.emdPpm))
