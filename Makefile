@@ -22,15 +22,15 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Deploy the contracts to the embedded chain and run a smoke round (gas from receipts), price
-# every ES's EDs with the g_e just measured on that chain, then run BCFL on chain: PyTorch
-# clients on digits, every update through the aggregator, attackers and a failed ES.
+# The market end to end on the embedded chain (TBCIM section II-A): 5 ESs x 3-10 EDs on digits,
+# RANet-exact, two consecutive tasks, each published with its reward in escrow, priced at the
+# Stackelberg equilibrium (g_e measured on this chain), auctioned with sealed bids, trained by
+# the winners' EDs through the aggregator contract, attested and settled to the wei.
+DEMO_RUN := $(RESULTS)/market-demo
 demo: setup
-	mkdir -p $(RESULTS)
-	$(BIN)/python scripts/deploy_local.py --json $(RESULTS)/deploy.json
-	$(BIN)/tbcim pricing --seed 0 --gas-ledger $(RESULTS)/deploy.json \
-		--json $(RESULTS)/pricing.json --png $(RESULTS)/pricing.png
-	$(BIN)/tbcim fl run --config configs/fl/demo.toml --out $(RESULTS)/fl-demo
+	rm -rf $(DEMO_RUN)
+	$(BIN)/tbcim market run --config configs/market/default.toml --out $(DEMO_RUN)
+	$(BIN)/tbcim market verify $(DEMO_RUN)
 
 test: setup
 	$(BIN)/python -m pytest -q

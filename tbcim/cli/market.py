@@ -8,6 +8,7 @@ tbcim market verify DIR [--rpc-url URL]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from tbcim.errors import ConfigError
@@ -30,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--rpc-url", help="Ethereum JSON-RPC node (default: embedded py-evm)")
     run.add_argument("--out", help="run folder to create")
     run.add_argument("--resume", metavar="DIR", help="continue the stopped run in DIR")
+    run.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train the learned mechanism afresh (configs/<mechanism>/tbcim-<S>.toml, the "
+        "run's seed) into DIR/mechanism.pt instead of reading the shipped model",
+    )
     run.set_defaults(handler=_run)
     verify = verbs.add_parser(
         "verify",
@@ -44,8 +51,10 @@ def _run(args: argparse.Namespace) -> int:
     from tbcim.market.config import MarketConfig
     from tbcim.market.folder import RunFolder
 
-    if args.resume and (args.out or args.config):
-        raise ConfigError("--resume", "takes the config and folder of the run; drop --out/--config")
+    if args.resume and (args.out or args.config or args.retrain):
+        raise ConfigError(
+            "--resume", "takes the config and folder of the run; drop --out/--config/--retrain"
+        )
     if args.resume:
         folder, raw = RunFolder.resume(args.resume)
         config = MarketConfig.from_dict(raw)
@@ -54,8 +63,18 @@ def _run(args: argparse.Namespace) -> int:
         if not args.out:
             raise ConfigError("--out", "name the run folder to write")
         config = MarketConfig.load(args.config)  # validated before any work
-        from tbcim.market.outcome import load_mechanism
+        from tbcim.market.outcome import load_mechanism, retrain
 
+        if args.retrain:
+            from pathlib import Path
+
+            model = Path(args.out) / "mechanism.pt"
+            if (Path(args.out) / "progress.json").exists():
+                raise ConfigError("--out", f"{args.out} holds a run already")
+            print(f"training {config.terms.mechanism} for {config.servers} ESs afresh ...")
+            retrain(config.terms.mechanism, config.servers, config.seed, model)
+            terms = dataclasses.replace(config.terms, model=str(model.resolve()))
+            config = dataclasses.replace(config, terms=terms)
         load_mechanism(config.terms.mechanism, config.model_path(), config.servers)
         folder = RunFolder.create(args.out, config.to_dict(), config.seed, args.config)
     from tbcim.market.report import summary_table

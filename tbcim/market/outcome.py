@@ -138,3 +138,24 @@ def compute_award(
         allocation=tuple(float(v) for v in z[0]),
         expected_payment=tuple(float(v) for v in p[0]),
     )
+
+
+def retrain(name: str, n_servers: int, seed: int, out: Path) -> Path:
+    """Train the learned mechanism ``name`` afresh for ``n_servers`` ESs with the committed
+    config that produced the shipped model (``configs/<name>/tbcim-<S>.toml``, preset
+    ``quick``), seeded by ``seed``; saves it to ``out`` (``tbcim market run --retrain``)."""
+    from tbcim.auction.ranet.config import read_config_file
+    from tbcim.auction.registry import LEARNED, save_learned, train_learned, training_config
+    from tbcim.auction.settings import setting_from_dict
+
+    if name not in LEARNED:
+        raise ConfigError("--retrain", f"{name} is analytic; only {LEARNED} are trained")
+    path = Path(__file__).resolve().parents[2] / "configs" / name / f"tbcim-{n_servers}.toml"
+    if not path.is_file():
+        raise ConfigError("--retrain", f"no training config {path} for {n_servers} ESs")
+    overrides, options = read_config_file(path)
+    spec = {"base": f"tbcim-{n_servers}", **overrides}
+    result = train_learned(
+        name, setting_from_dict(spec), training_config(name, options, "quick"), seed
+    )
+    return save_learned(out, result, spec)
