@@ -8,6 +8,8 @@ import dataclasses
 import pytest
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from web3.contract import Contract
 from web3.types import TxReceipt
 
@@ -815,3 +817,96 @@ def test_a_reentrant_ed_is_paid_once(node: ChainNode, market: FLMarketClient) ->
     assert ether(node, claimer.address) == amount
     assert market.device_pool(run.task_id, w0) == 10**16
     assert_conserved(market, [claimer.address])
+
+
+ENDINGS = ("met", "missed", "forfeit", "unaccepted", "cancelled")
+
+
+def split(data: st.DataObject, total: int, parts: int) -> list[int]:
+    """``parts`` positive integers whose sum is at most ``total`` (total >= parts)."""
+    return [data.draw(st.integers(1, total // parts)) for _ in range(parts)]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_random_tasks_pay_out_exactly_what_the_story_says(data: st.DataObject) -> None:
+    """Random rewards, bidders, outcomes, ED lists and endings (target met or missed, forfeit,
+    a winner that never accepts, a cancelled task); claims and withdrawals in random order and
+    amounts. The contract stays solvent to the wei after every phase, and each account's payout
+    (its Withdrawn and DevicePaid logs) is what the story computes in Python."""
+    node = ChainNode.embedded(n_servers=4, n_devices=6, seed=data.draw(st.integers(0, 9)))
+    node.use_artifacts(artifacts())
+    market = FLMarketClient.deploy(node, node.requester)
+    reward = data.draw(st.integers(10**4, 10**18))
+    n_bidders = data.draw(st.integers(1, 4))
+    bids = [
+        Sealed(s, data.draw(st.integers(BID_LOW, BID_HIGH)), 100 + i, i, keccak(b"%d" % i))
+        for i, s in enumerate(node.servers[:n_bidders])
+    ]
+    ending = data.draw(st.sampled_from(ENDINGS))
+    expected: dict[str, int] = {}
+
+    def owe(account: str, amount: int) -> None:
+        expected[account] = expected.get(account, 0) + amount
+
+    run = MarketRun(market, bids, reward=reward, min_bidders=1).publish()
+    if ending == "cancelled":
+        market.cancel_task(node.requester, run.task_id)
+        owe(node.requester, reward)
+    else:
+        run.commit().reveal()
+        revealers = [b.server for b in bids]
+        n_winners = data.draw(st.integers(1, len(revealers)))
+        winners = ascending(data.draw(st.permutations(revealers))[:n_winners])
+        payments = split(data, min(reward, 10**17), n_winners)
+        run.award(winners, payments).set_aggregator(stub_aggregator(node))
+        accepting = winners[:-1] if ending == "unaccepted" else winners
+        for w, p in zip(winners, payments, strict=True):
+            if w not in accepting:
+                continue
+            eds = data.draw(st.permutations(node.devices))[: data.draw(st.integers(1, min(6, p)))]
+            run.accept({w: (list(eds), split(data, p, len(eds)))})
+        assert_conserved(market)
+        if ending == "unaccepted":
+            advance_past(node, run.terms.accept_deadline)
+            market.expire_task(node.devices[0], run.task_id)
+            owe(node.requester, reward)
+        else:
+            advance_past(node, run.terms.training_deadline)
+            if ending == "forfeit":
+                advance_past(node, run.terms.attest_deadline)
+                market.settle_unattested(node.devices[0], run.task_id)
+            else:
+                accuracy = 0.9 if ending == "met" else 0.1
+                market.attest(node.requester, run.task_id, keccak(b"final model"), accuracy)
+            if ending == "missed":
+                owe(node.requester, reward)
+            else:
+                owe(node.requester, reward - sum(payments))
+                for w, p in zip(winners, payments, strict=True):
+                    tree = run.trees[w]
+                    owe(w, p - tree.total)
+                    for d in tree.devices:
+                        owe(d, tree.amount(d))
+                assert_conserved(market)
+                claims = [(w, d) for w, tree in run.trees.items() for d in tree.devices]
+                for w, d in data.draw(st.permutations(claims)):
+                    tree = run.trees[w]
+                    market.claim_device_pay(d, run.task_id, w, tree.amount(d), tree.proof(d))
+    assert_conserved(market)
+    for account in data.draw(st.permutations([node.requester, *node.servers])):
+        balance = market.balance_of(account)
+        if balance:
+            part = data.draw(st.integers(1, balance))
+            market.withdraw(account, part)
+            if part < balance:
+                market.withdraw(account, balance - part)
+    paid: dict[str, int] = {}
+    events = market.contract.events
+    for log in events.Withdrawn().get_logs(from_block=0):
+        paid[log.args.account] = paid.get(log.args.account, 0) + log.args.amount
+    for log in events.DevicePaid().get_logs(from_block=0):
+        paid[log.args.device] = paid.get(log.args.device, 0) + log.args.amount
+    assert paid == {a: v for a, v in expected.items() if v}
+    assert sum(paid.values()) == reward
+    assert node.w3.eth.get_balance(market.contract.address) == 0
