@@ -39,10 +39,10 @@ WEI_PER_UNIT = 10**18
 class MarketTerms:
     """The ``[market]`` table.
 
-    ``gas_unit`` normalises (32) (``docs/pricing.md``): with full updates in calldata, an ED's
-    round costs about 4e5 gas on this chain (5.4x the paper's g_e = 7.68e4), so the market counts
-    gas in units of 1e5 where the lower-level defaults use 1e4; the per-worker blockchain cost at
-    p_g = 2e-2 is then the same order as in the paper's Fig. 8 (README, "The market").
+    ``gas_unit`` normalises (32) (``docs/market.md``, "The gas unit"): with full updates in
+    calldata, an ED's round costs 4e5–7e5 gas on this chain (5–9x the paper's g_e = 7.68e4), so
+    the market counts gas in units of 1e5 where the lower level's defaults use 1e4; the
+    per-worker blockchain cost at p_g = 2e-2 is then the same order as in the paper's Fig. 8.
     """
 
     tasks: int = 2
