@@ -207,8 +207,8 @@ def _sorted_devices(devices: Sequence[str], amounts: Sequence[int]) -> list[tupl
         ((str(to_checksum_address(d)), int(a)) for d, a in zip(devices, amounts, strict=True)),
         key=lambda pair: int(pair[0], 16),
     )
-    for (d, a), prev in zip(pairs, [None, *pairs], strict=False):
-        if prev is not None and prev[0] == d:
+    for i, (d, a) in enumerate(pairs):
+        if i and pairs[i - 1][0] == d:
             raise ConfigError("devices", f"{d} is listed twice")
         if int(d, 16) == 0:
             raise ConfigError("devices", "the zero address is not a device")
