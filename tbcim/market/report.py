@@ -23,11 +23,11 @@ from tbcim.market.verify import LOGS, export_logs
 from tbcim.results import new_figure, save_figure, write_csv, write_json
 
 if TYPE_CHECKING:
-    from tbcim.market.run import MarketRun
+    from chain_node.node import ChainNode
 
 
-def write_run(run: MarketRun, summary: dict[str, Any]) -> None:
-    folder = run.folder.path
+def write_run(folder: Path, summary: dict[str, Any], node: ChainNode) -> None:
+    """Every file of the module docstring, from the summary and the chain ``node``."""
     write_json(folder / "summary.json", summary)
     tasks = summary["tasks"]
     write_csv(
@@ -89,8 +89,8 @@ def write_run(run: MarketRun, summary: dict[str, Any]) -> None:
             for ed, wei in t["ed_payments"].items()
         ],
     )
-    run.node.ledger.save(folder / "chain" / "transactions.json")
-    export_logs(run.node.w3, run.market.contract.address, folder / LOGS)
+    node.ledger.save(folder / "chain" / "transactions.json")
+    export_logs(node.w3, summary["market_contract"], folder / LOGS)
     _plot(folder, tasks, summary["servers"])
 
 
@@ -125,20 +125,23 @@ def _plot(folder: Path, tasks: list[dict[str, Any]], servers: int) -> None:
 
 
 def summary_table(summary: dict[str, Any]) -> str:
-    """The end-of-run table: per task, then gas by function and time by phase."""
+    """The end-of-run table: per task (bids and payments in money units; ES profit = payment
+    − cost; ED pay = Σ V_i of the paid EDs, ED profit = Σ π_i (34)), then gas by function and
+    time by phase."""
     lines = [
         f"{'task':>4} {'status':<10} {'winners':<10} {'bids (units)':<34} {'payments':<26} "
-        f"{'ES profit':<22} {'ED pay':>8} {'accuracy':>8} {'ok':>3}"
+        f"{'ES profit':<22} {'ED pay':>8} {'ED profit':>9} {'accuracy':>8} {'ok':>3}"
     ]
     for t in summary["tasks"]:
         bids = " ".join(f"{b['cost']:.3f}" if b["bids"] else "-" for b in t["bids"])
         pays = " ".join(f"{int(v) / WEI_PER_UNIT:.3f}" for v in t["payments"].values())
         profit = " ".join(f"{v:+.3f}" for v in t["es_profit"].values())
         ed = sum(int(v) for v in t["ed_payments"].values()) / WEI_PER_UNIT
+        ed_profit = sum(t["ed_profit"].get(e, 0.0) for e in t["ed_payments"])
         acc = "-" if t["final_accuracy"] is None else f"{t['final_accuracy']:.4f}"
         lines.append(
             f"{t['task'] + 1:>4} {t['status']:<10} {t['winners']!s:<10} {bids:<34} "
-            f"{pays or '-':<26} {profit or '-':<22} {ed:>8.4f} {acc:>8} "
+            f"{pays or '-':<26} {profit or '-':<22} {ed:>8.4f} {ed_profit:>9.4f} {acc:>8} "
             f"{'yes' if t['reconciled'] else 'NO':>3}"
         )
         if t["note"]:

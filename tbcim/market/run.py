@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from eth_utils import keccak
+from hexbytes import HexBytes
 
 from chain_node.errors import ChainError
 from chain_node.gas_ledger import GasLedger
@@ -58,6 +59,7 @@ from tbcim.market.bidding import ServerBid, server_bids
 from tbcim.market.config import WEI_PER_UNIT, MarketConfig
 from tbcim.market.folder import RunFolder
 from tbcim.market.outcome import Award, LoadedMechanism, Reveal, compute_award, load_mechanism
+from tbcim.market.report import write_run
 from tbcim.market.selection import eds_per_server, owners_of
 from tbcim.market.training import CANDIDATES, SELECTION
 
@@ -408,10 +410,10 @@ class MarketRun:
                 break
             self.market.submit_outcome(voter, result.task_id, award.winners, award.payments_wei)
         chain = self.market.task(result.task_id)
-        index = {a: s for s, a in enumerate(self.node.servers)}
-        result.winners = [index[w] for w in chain.winners]
+        index: dict[str, int] = {str(a): s for s, a in enumerate(self.node.servers)}
+        result.winners = [index[str(w)] for w in chain.winners]
         result.payments_wei = {
-            index[w]: p for w, p in zip(chain.winners, chain.payments, strict=True)
+            index[str(w)]: p for w, p in zip(chain.winners, chain.payments, strict=True)
         }
         self._step(
             result.task,
@@ -594,7 +596,7 @@ class MarketRun:
         base = int(block.get("baseFeePerGas", 0))
         tips = 0
         for tx in block["transactions"]:
-            r = self.node.w3.eth.get_transaction_receipt(tx)
+            r = self.node.w3.eth.get_transaction_receipt(HexBytes(tx))  # type: ignore[arg-type]
             tips += int(r["gasUsed"]) * (int(r["effectiveGasPrice"]) - base)
         return fee - tips
 
@@ -665,9 +667,7 @@ def run_market(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the market into ``folder`` and write its results; returns the summary."""
-    from tbcim.market.report import write_run
-
     run = MarketRun(config, node_for(config, rpc_url), folder, log)
     summary = run.run()
-    write_run(run, summary)
+    write_run(folder.path, summary, run.node)
     return summary

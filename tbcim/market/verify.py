@@ -52,9 +52,17 @@ class TaskCheck:
         return not self.problems
 
 
+def _all_logs(w3: Web3, address: str) -> list[Any]:
+    return list(
+        w3.eth.get_logs(
+            {"address": Web3.to_checksum_address(address), "fromBlock": 0, "toBlock": "latest"}
+        )
+    )
+
+
 def export_logs(w3: Web3, address: str, path: Path) -> Path:
     """Write every log of the contract at ``address`` (raw topics and data) to ``path``."""
-    logs = w3.eth.get_logs({"address": address, "fromBlock": 0, "toBlock": "latest"})
+    logs = _all_logs(w3, address)
     rows = [
         {
             "blockNumber": int(log["blockNumber"]),
@@ -77,11 +85,12 @@ def _market_events(folder: Path, rpc_url: str | None) -> list[LoggedEvent]:
     summary = json.loads((folder / "summary.json").read_text())
     address = summary["market_contract"]
     abi = compile_contracts()["FLMarket"].abi
+    raw: list[Any]
     if rpc_url:
         w3 = Web3(Web3.HTTPProvider(rpc_url))
         if not w3.is_connected():
             raise TbcimError(f"no Ethereum JSON-RPC node answers at {rpc_url}")
-        raw = w3.eth.get_logs({"address": address, "fromBlock": 0, "toBlock": "latest"})
+        raw = _all_logs(w3, address)
     else:
         source = folder / LOGS
         if not source.is_file():
@@ -150,12 +159,12 @@ def verify_run(folder: str | Path, rpc_url: str | None = None) -> list[TaskCheck
     servers = {a: i for i, a in enumerate(summary.get("server_accounts", []))}
     for task_id, check in checks.items():
         reported = by_id.get(task_id)
-        recorded = check.recorded_winners
-        if reported is None or recorded is None or not servers:
+        on_chain = check.recorded_winners
+        if reported is None or on_chain is None or not servers:
             continue
-        if sorted(reported["winners"]) != sorted(servers[a] for a in recorded):
+        if sorted(reported["winners"]) != sorted(servers[a] for a in on_chain):
             check.problems.append(
                 f"summary.json reports winners {reported['winners']}, the chain "
-                f"{sorted(servers[a] for a in recorded)}"
+                f"{sorted(servers[a] for a in on_chain)}"
             )
     return [checks[k] for k in sorted(checks)]

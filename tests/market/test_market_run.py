@@ -206,6 +206,17 @@ def test_an_escrow_below_the_payments_expires_and_refunds(tmp_path: Path) -> Non
     assert "FLAggregator.submit" not in task["gas_by_function"]
 
 
+def test_a_task_no_es_can_serve_expires_and_refunds(tmp_path: Path) -> None:
+    """At p_g = 100 the blockchain cost (32) prices every ED out: no ES bids, the auction
+    lacks the bids the mechanism needs, and the task expires with the escrow refunded."""
+    summary = run_into(tmp_path / "run", small(tasks=1, gas_price=100.0))
+    (task,) = summary["tasks"]
+    assert not any(b["bids"] for b in task["bids"])
+    assert task["status"] == "cancelled"
+    assert task["note"] == "only 0 of the 3 bids needed"
+    assert task["reconciled"] is True and task["payments"] == {}
+
+
 def test_market_on_anvil_reconciles_and_verifies_over_rpc(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
