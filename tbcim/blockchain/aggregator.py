@@ -286,7 +286,9 @@ class AggregatorClient:
     and checks the mirror against the on-chain commitment before every submission.
     """
 
-    def __init__(self, node: ChainNode, contract: Contract, config: AggregatorConfig) -> None:
+    def __init__(
+        self, node: ChainNode, contract: Contract, config: AggregatorConfig, since_block: int = 0
+    ) -> None:
         self.node = node
         self.contract = contract
         self.config = config
@@ -295,7 +297,11 @@ class AggregatorClient:
         self.histories: dict[str, HistoryState] = {}
         self._opened: dict[int, int] = {}  # round -> block it opened in (where its logs start)
         self._latest: GlobalModel | None = None  # re-verified against the chain on every read
-        self._scan_from = 0  # block of the latest GlobalModel log seen
+        # No log of this contract precedes its deployment block: every log query starts there
+        # at the earliest (eth-tester scans every block of a range, so a market's later tasks
+        # would otherwise re-read all earlier tasks' blocks).
+        self.since_block = since_block
+        self._scan_from = since_block  # block of the latest GlobalModel log seen
 
     @classmethod
     def deploy(
@@ -319,7 +325,7 @@ class AggregatorClient:
             [int(d) for d in declared_data],
             sender=publisher,
         )
-        return cls(node, contract, config)
+        return cls(node, contract, config, node.block_number)
 
     # ------------------------------------------------------------------ views
     @property
@@ -399,7 +405,8 @@ class AggregatorClient:
         """Per chunk index, the (worker, chunk bytes) linked into the round's chain, in order,
         read from the ``UpdateChunks`` logs."""
         logs = self.contract.events.UpdateChunks().get_logs(
-            from_block=self._opened.get(round_, 0), argument_filters={"round": round_}
+            from_block=self._opened.get(round_, self.since_block),
+            argument_filters={"round": round_},
         )
         logs = sorted(logs, key=lambda log: (log.blockNumber, log.logIndex))
         per_chunk: list[list[tuple[str, bytes]]] = [[] for _ in self.spans]
@@ -588,7 +595,7 @@ class AggregatorClient:
         """The model bytes and reference chunks of a completed round from its GlobalChunk logs
         (a round aggregated again after an abandoned attempt: the last chunks count)."""
         logs = self.contract.events.GlobalChunk().get_logs(
-            from_block=0 if round_ == 0 else self._opened.get(round_, 0),
+            from_block=self._opened.get(round_, self.since_block),
             to_block=to_block,
             argument_filters={"round": round_},
         )
@@ -629,9 +636,9 @@ class AggregatorClient:
         values = self._nonzero(refs)
         if values is not None or round_ == 0:
             return values
-        cleared = self.contract.events.ReferenceCleared().get_logs(from_block=0)
+        cleared = self.contract.events.ReferenceCleared().get_logs(from_block=self.since_block)
         after = max((int(e.args.round) for e in cleared), default=-1)
-        earlier = self.contract.events.GlobalModel().get_logs(from_block=0)
+        earlier = self.contract.events.GlobalModel().get_logs(from_block=self.since_block)
         for event in sorted(earlier, key=lambda e: (e.blockNumber, e.logIndex), reverse=True):
             r = int(event.args.round)
             if after < r < round_:

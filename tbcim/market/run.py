@@ -188,6 +188,7 @@ class MarketRun:
         self.results: list[TaskResult] = []
         self.seconds: dict[str, float] = {}
         self.g_e = 0.0
+        self.market_block = 0  # where the market contract's logs start
         self._phase: tuple[int | None, str] = (None, "setup")
 
     # ------------------------------------------------------------------ helpers
@@ -234,6 +235,7 @@ class MarketRun:
         )
         with self.phase(None, "calibration"):
             self.market = FLMarketClient.deploy(self.node, self.node.requester)
+            self.market_block = self.node.block_number
             self.g_e = self._calibrate()
         self._step(None, "calibration", round(self.g_e), f"g_e measured on chain: {self.g_e:,.0f}")
         for t in range(c.terms.tasks):
@@ -626,6 +628,7 @@ class MarketRun:
             "seed": self.config.seed,
             "backend": self.node.backend,
             "market_contract": self.market.contract.address,
+            "market_block": self.market_block,
             "server_accounts": list(self.node.servers),
             "device_accounts": list(self.node.devices),
             "servers": self.config.servers,

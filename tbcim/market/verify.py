@@ -52,17 +52,15 @@ class TaskCheck:
         return not self.problems
 
 
-def _all_logs(w3: Web3, address: str) -> list[Any]:
-    return list(
-        w3.eth.get_logs(
-            {"address": Web3.to_checksum_address(address), "fromBlock": 0, "toBlock": "latest"}
-        )
-    )
+def _all_logs(w3: Web3, address: str, since_block: int = 0) -> list[Any]:
+    query = {"address": Web3.to_checksum_address(address), "toBlock": "latest"}
+    return list(w3.eth.get_logs({**query, "fromBlock": since_block}))  # type: ignore[typeddict-item]
 
 
-def export_logs(w3: Web3, address: str, path: Path) -> Path:
-    """Write every log of the contract at ``address`` (raw topics and data) to ``path``."""
-    logs = _all_logs(w3, address)
+def export_logs(w3: Web3, address: str, path: Path, since_block: int = 0) -> Path:
+    """Write every log of the contract at ``address`` (raw topics and data) to ``path``; none
+    precedes ``since_block``, its deployment block."""
+    logs = _all_logs(w3, address, since_block)
     rows = [
         {
             "blockNumber": int(log["blockNumber"]),
@@ -90,7 +88,7 @@ def _market_events(folder: Path, rpc_url: str | None) -> list[LoggedEvent]:
         w3 = Web3(Web3.HTTPProvider(rpc_url))
         if not w3.is_connected():
             raise TbcimError(f"no Ethereum JSON-RPC node answers at {rpc_url}")
-        raw = _all_logs(w3, address)
+        raw = _all_logs(w3, address, int(summary.get("market_block", 0)))
     else:
         source = folder / LOGS
         if not source.is_file():
