@@ -236,7 +236,7 @@ def markdown(out: dict[str, Any]) -> str:
             "training": "training (all rounds)",
             "task": "task (all phases)",
         }.get(phase, phase)
-        lines.append(f"| {label} | {cell(stats, '.2f')} |")
+        lines.append(f"| {label} | {cell(stats, '.3f')} |")
     lines.append(f"| whole run (chain set-up, files) | {cell(agg['run_seconds'], '.1f')} |")
     lines += ["", "| function | calls per task | gas per task |", "|---|---:|---:|"]
     for function, row in sorted(

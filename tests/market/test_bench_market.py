@@ -140,8 +140,8 @@ def test_aggregate_gives_mean_and_sample_std_over_seeds(bench: ModuleType) -> No
 def test_markdown_tables_list_every_phase_and_function(bench: ModuleType) -> None:
     record = bench.seed_record(summary([task(TRAINED, GAS_A, 0.8)], 6.0), 100.0)
     text = bench.markdown({"aggregate": bench.aggregate({0: record})})
-    assert "| calibration (once per run) | 6.00 |" in text
-    assert "| round 10 | 4.00 |" in text
+    assert "| calibration (once per run) | 6.000 |" in text
+    assert "| round 10 | 4.000 |" in text
     assert "| `FLAggregator.submitUpdate` | 20.0 | 8,000,000 |" in text
     assert "| **total** | | 8,200,000 |" in text
     assert "±" not in text  # one seed: no spread to show
