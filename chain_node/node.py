@@ -241,6 +241,8 @@ class ChainNode:
         self._names: dict[str, str] = {}
         self._errors: dict[bytes, tuple[str, list[str]]] = {}
         self._pending: list[_Pending] = []
+        #: Logs of the mined transactions to the contracts named by :meth:`keep_logs`.
+        self.kept_logs: dict[str, list[Any]] = {}
         self._block_gas_limit = int(w3.eth.get_block("latest")["gasLimit"])
         self._unsealed_gas = 0
         self._elect_next_producer()
@@ -510,8 +512,16 @@ class ChainNode:
             )
             if receipt["status"] != 1:
                 raise ContractRevert(p.contract, p.function, "TransactionFailed", (p.tx_hash,))
+            if p.contract in self.kept_logs:
+                self.kept_logs[p.contract].extend(receipt["logs"])
             receipts.append(receipt)
         return receipts
+
+    def keep_logs(self, contract: str) -> None:
+        """Keep the logs of every transaction to ``contract`` (a name) mined from now on in
+        ``kept_logs[contract]``: reading them back later through eth-tester's ``get_logs``
+        re-reads every block of the range, and each receipt by a scan from the head."""
+        self.kept_logs.setdefault(contract, [])
 
     def transact(
         self,

@@ -90,7 +90,7 @@ def write_run(folder: Path, summary: dict[str, Any], node: ChainNode) -> None:
         ],
     )
     node.ledger.save(folder / "chain" / "transactions.json")
-    export_logs(node.w3, summary["market_contract"], folder / LOGS, summary["market_block"])
+    export_logs(node.kept_logs.get("FLMarket", []), folder / LOGS)
     _plot(folder, tasks, summary["servers"])
 
 

@@ -234,6 +234,7 @@ class MarketRun:
             f"{c.terms.tasks} tasks, mechanism {self.mechanism.name}, seed {c.seed}"
         )
         with self.phase(None, "calibration"):
+            self.node.keep_logs("FLMarket")  # for chain/market_logs.json (verify)
             self.market = FLMarketClient.deploy(self.node, self.node.requester)
             self.market_block = self.node.block_number
             self.g_e = self._calibrate()

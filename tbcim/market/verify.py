@@ -57,10 +57,8 @@ def _all_logs(w3: Web3, address: str, since_block: int = 0) -> list[Any]:
     return list(w3.eth.get_logs({**query, "fromBlock": since_block}))  # type: ignore[typeddict-item]
 
 
-def export_logs(w3: Web3, address: str, path: Path, since_block: int = 0) -> Path:
-    """Write every log of the contract at ``address`` (raw topics and data) to ``path``; none
-    precedes ``since_block``, its deployment block."""
-    logs = _all_logs(w3, address, since_block)
+def export_logs(logs: list[Any], path: Path) -> Path:
+    """Write the market contract's ``logs`` (receipt logs: raw topics and data) to ``path``."""
     rows = [
         {
             "blockNumber": int(log["blockNumber"]),
