@@ -1,10 +1,26 @@
 """Opt: exact winner determination (10) as a MILP, with VCG (Clarke) payments (Algorithm 1).
 
 max Σ R_{l,m,n}·x_{l,m,n}  s.t.  Σ_{m,n} x ≤ 1 ∀l,  Σ_{l,n} x ≤ 1 ∀m,  Σ_{l,m} x ≤ 1 ∀n,
-x ∈ {0,1}, with a variable only for the feasible triples (R ≥ 0). Solved by HiGHS through
-``scipy.optimize.milp`` with a zero relative gap. The objective is recomputed exactly from the
-chosen triples, and Clarke differences are rounded to 1e-9 and clipped at 0, so solver noise
-cannot produce negative margins.
+x ∈ {0,1}, with a variable only for the feasible triples (R ≥ 0, R from (22)). The objective is
+the buyers' total revenue F (9); the chosen triples' F is recomputed exactly from R, and Clarke
+differences F* − F*_{−agent} are clipped at 0.
+
+Exactness at near-ties. HiGHS (called directly through ``highspy``) stops once the incumbent
+is within its MIP gaps of the bound, it prunes a node unless the node's bound beats the
+incumbent by more than ``mip_feasibility_tolerance``, and it judges LP optimality to
+``dual_feasibility_tolerance``. The absolute gap and both tolerances are absolute on the
+objective (1e-6, 1e-6 and 1e-7 by default), so with the defaults (and with
+``scipy.optimize.milp``, which exposes only the relative gap) two matchings whose F (9) differ
+by less than about 1e-6 look tied and the worse one can be returned (issue 11: 178 of 200
+near-tie markets, short by up to 2.1e-7). So we (a) set both MIP gaps to 0, (b) set the two
+feasibility tolerances and the MIP one to HiGHS's smallest allowed value, 1e-10, and (c) scale
+the objective of (10) by K = 1e6 / max R, which leaves its argmax unchanged (K > 0). A tolerance
+of 1e-10 on the scaled objective is 1e-16·max R on F, below one unit in the last place of the
+largest R, so any smaller difference between two matchings' F is below the resolution of F
+itself. Neither step alone sufficed on the near-tie markets of the test: zero gaps with the
+default tolerances still returned worse matchings when the best ones were about 1e-8 apart, and
+1e-10 tolerances without the scaling did when they were about 1e-9 apart.
+``tests/matching/test_opt_near_ties.py`` checks F* and the payments against enumeration.
 
 Payments. The paper's agents in (Theorem 2) are seller pairs: the pair (m, n) that serves buyer l
 is paid P = J_{l,m,n} + F* − F*_{−(m,n)}, where F*_{−(m,n)} is the optimum with every triple of
@@ -22,6 +38,11 @@ Split to the two sellers:
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+from types import ModuleType
+
 import numpy as np
 
 from tbcim.errors import ConfigError, TbcimError
@@ -29,7 +50,40 @@ from tbcim.matching.model import FloatArray, IntArray, MatchingMarket, Outcome, 
 from tbcim.matching.splits import proportional_split
 
 SPLITS = ("proportional", "vcg_seller")
-_DIGITS = 9
+
+
+#: HiGHS options for an exact optimum of (10); see the module docstring.
+_HIGHS_OPTIONS: dict[str, float | bool] = {
+    "output_flag": False,
+    "mip_abs_gap": 0.0,
+    "mip_rel_gap": 0.0,
+    "mip_feasibility_tolerance": 1e-10,
+    "primal_feasibility_tolerance": 1e-10,
+    "dual_feasibility_tolerance": 1e-10,
+}
+#: The largest objective coefficient after scaling (the K of the module docstring).
+_SCALED_MAX = 1e6
+
+
+@functools.cache
+def _highspy() -> ModuleType:
+    """``highspy``, imported on first use (a light CLI), with its one-time banner discarded.
+
+    HiGHS prints a two-line banner on the C-level stdout when a process builds its first solver,
+    whatever ``output_flag`` says; it would land in the middle of the CLI's tables.
+    """
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    return highspy
 
 
 def solve_assignment(preferences: FloatArray, removed: np.ndarray | None = None) -> IntArray:
@@ -41,25 +95,32 @@ def solve_assignment(preferences: FloatArray, removed: np.ndarray | None = None)
     flat = np.flatnonzero(keep)
     if flat.size == 0:
         return np.zeros((0, 3), dtype=np.int64)
-    from scipy.optimize import Bounds, LinearConstraint, milp  # only here: a light CLI
-    from scipy.sparse import csr_array
-
+    highspy = _highspy()
     buyer, m, n = np.unravel_index(flat, preferences.shape)
-    cols = np.arange(flat.size)
-    rows = np.concatenate([buyer, L + m, L + M + n])
-    matrix = csr_array(
-        (np.ones(3 * flat.size), (rows, np.tile(cols, 3))), shape=(L + M + N, flat.size)
-    )
-    result = milp(
-        c=-preferences.ravel()[flat],
-        constraints=LinearConstraint(matrix, -np.inf, 1.0),
-        integrality=np.ones(flat.size),
-        bounds=Bounds(0.0, 1.0),
-        options={"mip_rel_gap": 0.0},
-    )
-    if result.x is None:  # pragma: no cover - x = 0 is always feasible
-        raise TbcimError(f"HiGHS failed on the assignment MILP: {result.message}")
-    chosen = result.x > 0.5
+    values = preferences.ravel()[flat]
+    top = float(values.max())
+    count = flat.size
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = count, L + M + N
+    lp.col_cost_ = -(values / top if top > 0 else values) * _SCALED_MAX  # HiGHS minimises
+    lp.col_lower_, lp.col_upper_ = np.zeros(count), np.ones(count)
+    lp.row_lower_, lp.row_upper_ = np.full(L + M + N, -highspy.kHighsInf), np.ones(L + M + N)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise  # column j: rows l, L + m, L + M + n
+    lp.a_matrix_.start_ = np.arange(0, 3 * count + 1, 3)
+    lp.a_matrix_.index_ = np.stack([buyer, L + m, L + M + n], axis=1).ravel()
+    lp.a_matrix_.value_ = np.ones(3 * count)
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * count
+    solver = highspy.Highs()
+    for option, value in _HIGHS_OPTIONS.items():
+        solver.setOptionValue(option, value)
+    solver.passModel(lp)
+    solver.run()
+    status = solver.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:  # pragma: no cover - x = 0 is feasible
+        raise TbcimError(
+            f"HiGHS failed on the assignment MILP: {solver.modelStatusToString(status)}"
+        )
+    chosen = np.asarray(solver.getSolution().col_value) > 0.5
     return np.stack([buyer[chosen], m[chosen], n[chosen]], axis=1).astype(np.int64)
 
 
@@ -68,9 +129,9 @@ def _value(preferences: FloatArray, triples: IntArray) -> float:
 
 
 def _clarke_margin(preferences: FloatArray, best: float, removed: np.ndarray) -> float:
-    """F* − F*_{−agent}, rounded against solver noise and clipped at 0."""
+    """F* − F*_{−agent}, clipped at 0 (an exact tie may differ by float rounding of the sums)."""
     without = _value(preferences, solve_assignment(preferences, removed))
-    return max(0.0, round(best - without, _DIGITS))
+    return max(0.0, best - without)
 
 
 def opt(market: MatchingMarket, split: str = "proportional") -> Outcome:
