@@ -75,7 +75,11 @@ def _highspy() -> ModuleType:
     import highspy
 
     sys.stdout.flush()
-    saved = os.dup(1)
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout (fd 1 closed): nothing to keep clean
+        highspy.Highs()
+        return highspy
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 1)
