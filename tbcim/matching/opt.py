@@ -61,7 +61,7 @@ _HIGHS_OPTIONS: dict[str, float | bool] = {
     "primal_feasibility_tolerance": 1e-10,
     "dual_feasibility_tolerance": 1e-10,
 }
-#: The largest objective coefficient after scaling (the K of the module docstring).
+#: The largest objective coefficient after scaling: K = _SCALED_MAX / max R (module docstring).
 _SCALED_MAX = 1e6
 
 
