@@ -312,3 +312,17 @@ def test_resume_and_out_errors(
     assert "not a market run folder" in capsys.readouterr().err
     assert main(["market", "run", "--config", str(config_file)]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_retrain_and_resume_flag_errors(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    analytic = json.loads(json.dumps(SMALL))
+    analytic["market"]["mechanism"] = "vcg"
+    path = write_config(tmp_path / "vcg.toml", analytic)
+    out = tmp_path / "out"
+    assert main(["market", "run", "--config", str(path), "--retrain", "--out", str(out)]) == 2
+    assert "--retrain: vcg is analytic" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["market", "run", "--resume", str(out), "--config", str(config_file)]) == 2
+    assert "--resume" in capsys.readouterr().err
