@@ -62,6 +62,8 @@ from tbcim.market.outcome import Award, LoadedMechanism, Reveal, compute_award, 
 from tbcim.market.report import write_run
 from tbcim.market.selection import eds_per_server, owners_of
 from tbcim.market.training import CANDIDATES, SELECTION
+from tbcim.market.verify import spec_path
+from tbcim.results import write_bytes
 
 if TYPE_CHECKING:
     from chain_node.node import ChainNode
@@ -293,7 +295,7 @@ class MarketRun:
             + " ".join(f"{b.cost:.4f}" for b in result.bids)
         )
         with self.phase(result, "publish"):
-            terms = self._terms(task)
+            terms = self._terms(task, t)
             result.task_id = self.market.publish_task(node.requester, c.terms.reward_wei, terms)
         self._step(t, "publish", result.task_id, f"published task {result.task_id}")
         with self.phase(result, "bidding"):
@@ -315,8 +317,9 @@ class MarketRun:
             self.g_e = fl_gas.g_e()
         return result
 
-    def _terms(self, task: FLTask) -> TaskTerms:
-        """The task's terms and its spec (saved as ``tasks/<t>/spec.json``)."""
+    def _terms(self, task: FLTask, t: int) -> TaskTerms:
+        """The task's terms; its spec JSON, whose keccak the terms commit to, is saved as
+        ``specs/task-<t>.json`` (``verify`` checks the commitment)."""
         c, m = self.config, self.mechanism
         chain = c.training.run.chain
         agg = chain.aggregator(task.num_params)
@@ -343,6 +346,7 @@ class MarketRun:
             "reference": [float(v) for v in task.reference],
         }
         spec_bytes = json.dumps(spec, sort_keys=True).encode()
+        write_bytes(spec_path(self.folder.path, t), spec_bytes)
         return TaskTerms.schedule(
             self.node.block_number + 1,
             windows,

@@ -3,7 +3,8 @@
 For each task the FLMarket logs hold the terms (``TaskPublished``), the revealed bids with their
 salts (``BidRevealed``) and the recorded outcome (``AwardFinalized``). The verifier
 
-1. checks the committed mechanism: keccak(name ‖ sha256(model file)) must equal the terms';
+1. checks the commitments: keccak(name ‖ sha256(model file) ‖ setting) must equal the
+   terms' mechanism, and keccak of the saved spec JSON (``specs/task-<t>.json``) their spec;
 2. recomputes the seed from the salts (the XOR the contract computes) and compares it;
 3. recomputes the outcome with :func:`tbcim.market.outcome.compute_award` and compares the
    winners and the payments, to the wei, with the recorded ones;
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eth_utils import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.datastructures import AttributeDict
@@ -31,6 +33,11 @@ from tbcim.market.config import WEI_PER_UNIT, MarketConfig
 from tbcim.market.outcome import Reveal, compute_award, load_mechanism
 
 LOGS = Path("chain") / "market_logs.json"
+
+
+def spec_path(folder: Path, task: int) -> Path:
+    """Where a run saves task ``task``'s spec JSON (0-based), whose keccak its terms hold."""
+    return folder / "specs" / f"task-{task}.json"
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,7 @@ def verify_run(folder: str | Path, rpc_url: str | None = None) -> list[TaskCheck
     mechanism = load_mechanism(config.terms.mechanism, config.model_path(), config.servers)
     events = _market_events(folder, rpc_url)
     checks: dict[int, TaskCheck] = {}
+    published = 0  # the run's tasks in publication order
     reveals: dict[int, list[tuple[Reveal, bytes]]] = {}
     for e in events:
         task_id = int(e.args.taskId) if "taskId" in e.args else None
@@ -135,6 +143,10 @@ def verify_run(folder: str | Path, rpc_url: str | None = None) -> list[TaskCheck
         if e.event == "TaskPublished":
             if bytes(e.args.terms["mechanism"]) != mechanism.commitment:
                 check.problems.append("the committed mechanism is not the configured model")
+            spec = spec_path(folder, published)
+            published += 1
+            if not spec.is_file() or keccak(spec.read_bytes()) != bytes(e.args.terms["spec"]):
+                check.problems.append(f"{spec} is not the spec the terms commit to")
         elif e.event == "BidRevealed":
             r = Reveal(e.args.bidder, int(e.args.bid), int(e.args.dataSize), int(e.args.emdPpm))
             reveals.setdefault(task_id, []).append((r, bytes(e.args.salt)))

@@ -174,6 +174,14 @@ def test_verify_matches_and_catches_a_tampered_summary(
     write_json(copy / "summary.json", summary)
     assert main(["market", "verify", str(copy)]) == 1
     assert "MISMATCH" in capsys.readouterr().out
+    # the spec the terms commit to: any change to the saved JSON is caught
+    write_json(copy / "summary.json", json.loads((folder / "summary.json").read_text()))
+    spec = copy / "specs" / "task-1.json"
+    spec.write_bytes(
+        spec.read_bytes().replace(b'"target_accuracy": 0.05', b'"target_accuracy": 0.5')
+    )
+    assert main(["market", "verify", str(copy)]) == 1
+    assert "is not the spec the terms commit to" in capsys.readouterr().out
 
 
 def test_verify_catches_a_colluding_majority_on_chain(
