@@ -12,7 +12,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +91,15 @@ def new_figure(*args: Any, **kwargs: Any) -> Any:
     import matplotlib.pyplot as plt
 
     return plt.subplots(*args, **kwargs)
+
+
+def plot_mean(ax: Any, xs: Any, rows: Sequence[Mapping[str, Any]], key: str, **kwargs: Any) -> Any:
+    """Draw ``row[key]`` of ``rows`` against ``xs`` and return the line. Rows merged over several
+    seeds (:func:`tbcim.seeding.rows_over_seeds`) hold a ``<key>_std``: the line is then the mean
+    and a band of ±1 sample std over the seeds is shaded in its colour."""
+    line = ax.plot(xs, [row[key] for row in rows], **kwargs)[0]
+    if rows and f"{key}_std" in rows[0]:
+        mean = np.array([row[key] for row in rows], dtype=float)
+        std = np.array([row[f"{key}_std"] for row in rows], dtype=float)
+        ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
+    return line

@@ -7,7 +7,8 @@
   setting: its win probability z_s(b) and its utility u_s(b) = p_s(b) − z_s(b)·c, averaged over
   the others, against its own bid b. The paper says the win probability peaks at b ≈ c; in a
   truthful mechanism z_s is non-increasing in b and it is the *utility* that peaks at b = c
-  (MODEL-NOTES §2). :func:`bid_response` reports which of the two holds.
+  (MODEL-NOTES §2). :func:`bid_response` reports which of the two holds. Over several seeds
+  the curves are the mean over the seeds, drawn with a ±1 sample std band.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from tbcim.auction.ranet.nets import RANet
 from tbcim.auction.ranet_exact.nets import ExactRANet
 from tbcim.auction.regret import MONOTONE_TOL
 from tbcim.errors import ConfigError
-from tbcim.results import new_figure, save_figure, write_csv, write_json
+from tbcim.results import new_figure, plot_mean, save_figure, write_csv, write_json
+from tbcim.seeding import numbers_over_seeds, rows_over_seeds
 
 
 def training_rows(label: str, history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -100,13 +102,18 @@ def bid_response(
     cost: float | None = None,
     samples: int = 2_000,
     points: int = 101,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
 ) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """Fig. 7 data: mean win probability and utility of ES ``server`` against its bid.
 
     The ES keeps the public data of the first held-out profile; ``cost`` defaults to the point a
     quarter of the way up the bid space. Returns (rows, summary) where the summary says where
     each curve peaks and whether the win probability is non-increasing in the bid.
+
+    Each seed draws the other ESs' profiles (and the ES's public data) anew. Several seeds: the
+    rows hold the mean over the seeds, its sample std and each seed's value
+    (:func:`tbcim.seeding.rows_over_seeds`); the summary describes the mean curve and adds the
+    seeds, the mean and std of each seed's figures and every seed's summary (``per_seed``).
     """
     setting = model.setting
     if isinstance(server, bool) or not 0 <= server < setting.n_servers:
@@ -119,6 +126,30 @@ def bid_response(
         )
     if isinstance(points, bool) or points < 2:
         raise ConfigError("points", f"needs at least 2 bids, got {points}")
+    head = {"setting": setting.name, "server": server, "cost": float(cost)}
+    step = setting.bid_range / (points - 1)
+    curves, summaries = {}, []
+    for seed in seeds:
+        rows, public = _bid_curve(model, server, cost, samples, points, seed)
+        curves[seed] = rows
+        summaries.append({**head, **public, "samples": samples, **_peaks(rows, cost, step)})
+    rows = rows_over_seeds(curves, ("win_probability", "utility"))
+    if len(summaries) == 1:
+        return rows, summaries[0]
+    summary = {**head, "samples": samples, "seeds": list(seeds), **_peaks(rows, cost, step)}
+    fixed = {*head, "samples"}
+    summary.update(
+        numbers_over_seeds([{k: v for k, v in one.items() if k not in fixed} for one in summaries])
+    )
+    summary["per_seed"] = [{"seed": s, **one} for s, one in zip(seeds, summaries, strict=True)]
+    return rows, summary
+
+
+def _bid_curve(
+    model: RANet | ExactRANet, server: int, cost: float, samples: int, points: int, seed: int
+) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """One seed's curve rows and the public data (d, EMD) that the ES keeps."""
+    setting = model.setting
     others = held_out_profiles(setting, samples, seed)
     sizes, emds = others.data_sizes.copy(), others.emds.copy()
     sizes[:, server], emds[:, server] = sizes[0, server], emds[0, server]
@@ -134,18 +165,17 @@ def bid_response(
                 "utility": float((p[:, server] - z[:, server] * cost).mean()),
             }
         )
+    return rows, {"data_size": float(sizes[0, server]), "emd": float(emds[0, server])}
+
+
+def _peaks(rows: Sequence[Mapping[str, float]], cost: float, step: float) -> dict[str, Any]:
+    """Where the curves of ``rows`` (bids ``step`` apart) peak, and whether the win probability
+    never rises."""
     win = np.array([r["win_probability"] for r in rows])
     utility = np.array([r["utility"] for r in rows])
     bid_grid = np.array([r["bid"] for r in rows])
-    step = setting.bid_range / (points - 1)
     best_bid = float(bid_grid[np.argmax(utility)])
-    summary = {
-        "setting": setting.name,
-        "server": server,
-        "cost": float(cost),
-        "data_size": float(sizes[0, server]),
-        "emd": float(emds[0, server]),
-        "samples": samples,
+    return {
         "bid_at_max_utility": best_bid,
         "utility_peaks_at_cost": bool(abs(best_bid - cost) <= step),
         "utility_at_cost": float(np.interp(cost, bid_grid, utility)),
@@ -154,7 +184,6 @@ def bid_response(
         "win_probability_max_rise": float(max(np.diff(win).max(), 0.0)),
         "win_probability_non_increasing": bool(np.diff(win).max() <= MONOTONE_TOL),
     }
-    return rows, summary
 
 
 def plot_bid_response(
@@ -164,15 +193,17 @@ def plot_bid_response(
     out_png = Path(out_png)
     fig, ax = new_figure(figsize=(6, 4))
     bids = [r["bid"] for r in rows]
-    ax.plot(bids, [r["win_probability"] for r in rows], color="tab:blue", label="win probability")
+    plot_mean(ax, bids, rows, "win_probability", color="tab:blue", label="win probability")
     ax.set_xlabel("bid of the ES")
     ax.set_ylabel("win probability z_s", color="tab:blue")
     right = ax.twinx()
-    right.plot(bids, [r["utility"] for r in rows], color="tab:green", label="utility")
+    plot_mean(right, bids, rows, "utility", color="tab:green", label="utility")
     right.set_ylabel("utility p_s − z_s·c_s", color="tab:green")
     ax.axvline(summary["cost"], color="k", linestyle="--", linewidth=1)
+    seeds = summary.get("seeds")
+    over = "" if seeds is None else f"; mean ± 1 std over seeds {','.join(map(str, seeds))}"
     ax.set_title(
-        f"Fig. 7 ({summary['setting']}, ES {summary['server']}, cost {summary['cost']:.3g}): "
+        f"Fig. 7 ({summary['setting']}, ES {summary['server']}, cost {summary['cost']:.3g}{over}): "
         f"utility peaks at bid {summary['bid_at_max_utility']:.3g} "
         f"(+{summary['utility_max'] - summary['utility_at_cost']:.1e} over truthful);\n"
         f"win probability non-increasing: {summary['win_probability_non_increasing']}",

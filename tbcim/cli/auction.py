@@ -4,7 +4,8 @@
                         [--preset quick|paper|smoke] --model MODEL [--checkpoint FILE [--resume]]
     tbcim auction eval  --model MODEL [--samples N] [--seed N] [--setting NAME] --json OUT
     tbcim auction plot training --model MODEL [--model MODEL ...] --png FIG6.png
-    tbcim auction plot bids --model MODEL [--server S] [--cost C] [--samples N] --png FIG7.png
+    tbcim auction plot bids --model MODEL [--server S] [--cost C] [--samples N] [--seeds 0,1,2]
+                            --png FIG7.png
 
 ``eval`` and ``plot bids`` read a model file of either learner (``tbcim.auction.registry``).
 
@@ -19,8 +20,8 @@ import json
 
 from tbcim.auction.ranet.config import read_config_file
 from tbcim.auction.settings import SETTING_NAMES, get_setting, setting_from_dict
-from tbcim.cli.flags import output_file
-from tbcim.configfile import keyed
+from tbcim.cli.flags import output_file, seeds_flag
+from tbcim.configfile import check_seeds, keyed
 from tbcim.errors import ConfigError
 from tbcim.results import write_json
 
@@ -70,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f7.add_argument("--cost", type=float, help="its true cost (default: a quarter up the range)")
     f7.add_argument("--samples", type=int, default=2_000, help="profiles of the other ESs")
     f7.add_argument("--points", type=int, default=101, help="bids on the grid")
-    f7.add_argument("--seed", type=int, default=0)
+    seeds_flag(f7)
     f7.set_defaults(handler=_plot_bids)
 
 
@@ -160,9 +161,10 @@ def _plot_bids(args: argparse.Namespace) -> int:
     from tbcim.auction.registry import load_learned
 
     _positive("samples", args.samples)
+    check_seeds(args.seeds)
     model, _ = load_learned(args.model)
     rows, summary = bid_response(
-        model, args.server, args.cost, args.samples, args.points, args.seed
+        model, args.server, args.cost, args.samples, args.points, args.seeds
     )
     png, csv, summary_path = plot_bid_response(rows, summary, args.png)
     print(

@@ -2,7 +2,8 @@
 
 One meaning per flag: ``--out DIR`` is a run folder (a command that writes several files);
 a single file is ``--json FILE``, ``--model FILE`` or ``--png FILE`` (a figure may write its data
-beside it, under the same stem).
+beside it, under the same stem). A figure's seeds are ``--seeds 0,1,2`` (the old ``--seed N`` is
+one seed).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from tbcim.configfile import int_list
 
 
 class _DeprecatedFlag(argparse.Action):
@@ -73,5 +76,31 @@ def output_file(
         action=_DeprecatedFlag,
         new=flag,
         convert=convert_old,
+        help=argparse.SUPPRESS,
+    )
+
+
+def seeds_flag(parser: argparse.ArgumentParser, default: tuple[int, ...] = (0,)) -> None:
+    """Add ``--seeds 0,1,2`` (dest ``seeds``, a tuple) and the deprecated ``--seed N`` (one seed).
+
+    The handler checks the seeds with :func:`tbcim.configfile.check_seeds` (distinct, >= 0, at
+    least one), so a bad list is a :class:`~tbcim.errors.ConfigError` naming ``seeds``.
+    """
+    shown = ",".join(map(str, default))
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument(
+        "--seeds",
+        type=int_list,
+        default=default,
+        metavar="S,S,...",
+        help=f"seeds, comma-separated: several give the mean and std over seeds (default {shown})",
+    )
+    seeds.add_argument(
+        "--seed",
+        dest="seeds",
+        type=int,
+        action=_DeprecatedFlag,
+        new="--seeds",
+        convert=lambda seed: (seed,),
         help=argparse.SUPPRESS,
     )

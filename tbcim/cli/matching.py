@@ -1,7 +1,9 @@
 """`tbcim matching`: the second paper's FL service market (Opt, Subopt and the baselines).
 
 tbcim matching run --buyers 8 --data-sellers 12 --uav-sellers 10 --method subopt --json FILE
-tbcim matching experiment table2|fig3|fig4|fig5|all --out DIR --seed 0 [--instances K]
+tbcim matching experiment table2|fig3|fig4|fig5|all --out DIR [--seeds 0,1,2] [--instances K]
+
+Several ``--seeds`` give the mean and sample std over the seeds (tbcim.matching.experiments).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tbcim.cli.flags import output_file
+from tbcim.cli.flags import output_file, seeds_flag
+from tbcim.configfile import check_seeds
 from tbcim.errors import ConfigError
 from tbcim.matching.experiments import EXPERIMENTS
 from tbcim.matching.methods import METHODS, run_method
@@ -52,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exp = sub.add_parser("experiment", help="reproduce Table II, Fig. 3, Fig. 4/Table III, Fig. 5")
     exp.add_argument("name", choices=[*EXPERIMENTS, "all"])
     exp.add_argument("--out", type=Path, required=True)
-    exp.add_argument("--seed", type=int, default=0)
+    seeds_flag(exp)
     exp.add_argument("--instances", type=int, default=None, help="markets per point")
     exp.set_defaults(handler=_experiment)
 
@@ -103,9 +106,10 @@ def _run(args: argparse.Namespace) -> int:
 def _experiment(args: argparse.Namespace) -> int:
     if args.instances is not None and args.instances < 1:
         raise ConfigError("instances", f"must be a positive integer, got {args.instances}")
+    check_seeds(args.seeds)
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     for name in names:
         kwargs = {} if args.instances is None or name == "fig5" else {"instances": args.instances}
-        EXPERIMENTS[name](args.out, args.seed, **kwargs)
+        EXPERIMENTS[name](args.out, args.seeds, **kwargs)
         print(f"{name}: written to {args.out}")
     return 0

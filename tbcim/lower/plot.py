@@ -1,4 +1,5 @@
-"""The leader's profit π_s(p_t) of the well-posed game (33 with 36), drawn per ES.
+"""The leader's profit π_s(p_t) of the well-posed game (33 with 36), drawn per ES (averaged
+over seeds when several markets are given).
 
 The curve jumps at each reservation price r_i (an ED joins) and falls between them; the exact
 optimum p_t* sits at the left end of one piece (docs/pricing.md §5).
@@ -6,6 +7,7 @@ optimum p_t* sits at the left end of one piece (docs/pricing.md §5).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,24 +36,41 @@ def profit_curve(
 
 
 def plot_profit_curves(
-    market: PricedMarket, config: ScenarioConfig, g_e: float, path: str | Path
+    markets: Sequence[PricedMarket], config: ScenarioConfig, g_e: float, path: str | Path
 ) -> Path:
-    """One panel per ES: π_s(p_t), the reservation prices and the exact optimum."""
-    sol = market.solution
-    finite = sol.reservation[np.isfinite(sol.reservation)]
+    """One panel per ES: π_s(p_t), the reservation prices and the exact optimum.
+
+    Several markets (one per seed, the same ESs' count): each panel draws the mean of the seeds'
+    curves on one price grid with a band of ±1 sample std, and every seed's exact optimum.
+    """
+    reservation = np.concatenate([m.solution.reservation.ravel() for m in markets])
+    finite = reservation[np.isfinite(reservation)]
     top = 1.3 * float(finite.max()) if finite.size else 1.0
     prices = np.unique(np.concatenate([np.linspace(0.0, top, 600), finite, finite * (1 + 1e-9)]))
-    curve = profit_curve(market, config, g_e, prices)
-    n = sol.price.size
+    curves = np.stack([profit_curve(m, config, g_e, prices) for m in markets])
+    several = len(markets) > 1
+    n = markets[0].solution.price.size
     fig, axes = new_figure(n, 1, figsize=(7, 2.2 * n), sharex=True, squeeze=False)
     for s, ax in enumerate(axes[:, 0]):
-        ax.plot(prices, curve[s], lw=1.2, label="π_s(p_t)")
-        r = sol.reservation[s][np.isfinite(sol.reservation[s])]
-        for value in r:
-            ax.axvline(value, color="grey", lw=0.5, ls=":")
-        ax.plot([sol.price[s]], [sol.profit[s]], "o", color="C3", label="exact p_t*")
+        mean = curves[:, s].mean(axis=0)
+        ax.plot(
+            prices, mean, lw=1.2, label=f"mean of {len(markets)} seeds" if several else "π_s(p_t)"
+        )
+        if several:
+            std = curves[:, s].std(axis=0, ddof=1)
+            ax.fill_between(prices, mean - std, mean + std, alpha=0.2, lw=0, label="±1 std")
+        else:
+            r = markets[0].solution.reservation[s]
+            for value in r[np.isfinite(r)]:
+                ax.axvline(value, color="grey", lw=0.5, ls=":")
+        optima = [(m.solution.price[s], m.solution.profit[s]) for m in markets]
+        ax.plot(*zip(*optima, strict=True), "o", color="C3", label="exact p_t*")
         ax.set_ylabel(f"ES {s}")
     axes[0, 0].legend(loc="lower left", fontsize=8)
-    axes[0, 0].set_title("ES profit vs unit price (dotted: reservation prices r_i)")
+    axes[0, 0].set_title(
+        "ES profit vs unit price (one dot per seed)"
+        if several
+        else "ES profit vs unit price (dotted: reservation prices r_i)"
+    )
     axes[-1, 0].set_xlabel("unit price p_t")
     return save_figure(fig, path)

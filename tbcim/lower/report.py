@@ -1,7 +1,9 @@
-"""The `tbcim pricing` report: per ES its candidates, workers, p_t*, costs and profit."""
+"""The `tbcim pricing` report: per ES its candidates, workers, p_t*, costs and profit; over
+several seeds, every seed's report and the mean and sample std of the totals."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -9,6 +11,7 @@ import numpy as np
 
 from tbcim.lower.pricing import PricedMarket
 from tbcim.lower.scenario import ScenarioConfig
+from tbcim.seeding import numbers_over_seeds
 
 
 def build_report(
@@ -124,3 +127,26 @@ def format_report(report: dict[str, Any]) -> str:
         f"ES profit {t['es_profit']:.6g}"
     )
     return "\n".join(lines)
+
+
+def seeds_report(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several seeds' reports: ``seeds``, the mean and sample std of each total over the seeds
+    (``totals_mean``, ``totals_std``) and every seed's report (``per_seed``)."""
+    totals = numbers_over_seeds([r["totals"] for r in reports])
+    return {
+        "seeds": [r["seed"] for r in reports],
+        "totals_mean": totals["mean"],
+        "totals_std": totals["std"],
+        "per_seed": list(reports),
+    }
+
+
+def format_seeds_report(report: dict[str, Any]) -> str:
+    """Human-readable text of :func:`seeds_report`'s output: each seed's report, then the totals'
+    mean ± sample std over the seeds."""
+    parts = [f"=== seed {r['seed']} ===\n{format_report(r)}" for r in report["per_seed"]]
+    mean, std = report["totals_mean"], report["totals_std"]
+    totals = ", ".join(f"{key} {mean[key]:.6g} ± {std[key]:.2g}" for key in mean)
+    seeds = ",".join(map(str, report["seeds"]))
+    parts.append(f"Over seeds {seeds} (mean ± sample std): {totals}")
+    return "\n\n".join(parts)

@@ -5,13 +5,20 @@ Sizes are written the paper's way, "L/N/M" = buyers / UAV-sellers / data-sellers
 distributions (``scenario.generate``) by one seeded generator, so a seed fixes every result
 except the measured times. The paper averages over 1000 auctions; the instance counts here are
 smaller (arguments, defaults below) and written into every CSV.
+
+Each experiment takes ``seeds``. One seed writes the single-seed files. Several seeds: Table II's
+and Fig. 3's rows hold the mean over the seeds, its sample std (``*_std``) and each seed's value
+(``*_seed<s>``), and their figures draw the mean with a ±1 std band; so do Fig. 4's
+individual-rationality rows. Table III and Fig. 5 are about one market, which each seed draws
+anew (other winners, other bids), so they are not averaged: their rows carry a ``seed`` column,
+Fig. 5 draws every seed's curves and Fig. 4's bars show the first seed's market.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +30,8 @@ from tbcim.matching.model import MatchingMarket, Outcome, SellerRef
 from tbcim.matching.opt import opt
 from tbcim.matching.scenario import generate
 from tbcim.matching.subopt import subopt
-from tbcim.results import new_figure, save_figure, write_csv
-from tbcim.seeding import seed_everything
+from tbcim.results import new_figure, plot_mean, save_figure, write_csv
+from tbcim.seeding import rows_over_seeds, seed_everything, stack_seeds
 
 Size = tuple[int, int, int]  # (buyers L, data-sellers M, UAV-sellers N)
 
@@ -83,12 +90,22 @@ def _markets(rng: np.random.Generator, size: Size, count: int) -> list[MatchingM
 
 def table2(
     out: Path,
-    seed: int,
+    seeds: Sequence[int],
     instances: int = 20,
     large_sizes: tuple[Size, ...] = LARGE_SUBOPT_SIZES,
     large_repeats: int = 3,
 ) -> list[dict]:
     """Mean running time of the six methods at the paper's sizes; Subopt also at far larger ones."""
+    per_seed = {s: _table2_seed(s, instances, large_sizes, large_repeats) for s in seeds}
+    rows = rows_over_seeds(per_seed, ("mean_seconds", "max_seconds"))
+    write_csv(out / "table2.csv", rows)
+    _plot_table2(rows, out / "table2.png")
+    return rows
+
+
+def _table2_seed(
+    seed: int, instances: int, large_sizes: tuple[Size, ...], large_repeats: int
+) -> list[dict]:
     rng = seed_everything(seed)
     rows: list[dict] = []
     for label in tqdm(PAPER_TABLE2, desc="table2"):
@@ -108,8 +125,6 @@ def table2(
             subopt(market)
             seconds.append(time.perf_counter() - start)
         rows.append(_time_row(label_of(size), "Subopt", seconds, float("nan")))
-    write_csv(out / "table2.csv", rows)
-    _plot_table2(rows, out / "table2.png")
     return rows
 
 
@@ -128,8 +143,8 @@ def _plot_table2(rows: list[dict], path: Path) -> None:
     fig, ax = new_figure(figsize=(9, 4.5))
     labels = list(PAPER_TABLE2)
     for method in METHODS:
-        ours = [r["mean_seconds"] for r in rows if r["method"] == method and r["size"] in labels]
-        line = ax.plot(labels, ours, marker="o", label=f"{method} (ours)")[0]
+        ours = [r for r in rows if r["method"] == method and r["size"] in labels]
+        line = plot_mean(ax, labels, ours, "mean_seconds", marker="o", label=f"{method} (ours)")
         paper = [PAPER_TABLE2[label][method] for label in labels]
         ax.plot(labels, paper, ls="--", color=line.get_color(), alpha=0.6)
     ax.set_yscale("log")
@@ -140,9 +155,20 @@ def _plot_table2(rows: list[dict], path: Path) -> None:
 
 
 def fig3(
-    out: Path, seed: int, instances: int = 30, counts: tuple[int, ...] = PAPER_AXIS_COUNTS
+    out: Path,
+    seeds: Sequence[int],
+    instances: int = 30,
+    counts: tuple[int, ...] = PAPER_AXIS_COUNTS,
 ) -> list[dict]:
     """Total revenue F (9) against problem size and against each party's count (others at 5)."""
+    per_seed = {s: _fig3_seed(s, instances, counts) for s in seeds}
+    rows = rows_over_seeds(per_seed, ("mean_revenue", "gap_to_opt_pct"))
+    write_csv(out / "fig3.csv", rows)
+    _plot_fig3(rows, out / "fig3.png")
+    return rows
+
+
+def _fig3_seed(seed: int, instances: int, counts: tuple[int, ...]) -> list[dict]:
     rng = seed_everything(seed)
     panels: list[tuple[str, list[Size]]] = [
         ("size", [paper_size(label) for label in PAPER_TABLE2] + [paper_size("6/8/10")]),
@@ -177,8 +203,6 @@ def fig3(
                         "paper_gap_to_opt_pct": paper_gap,
                     }
                 )
-    write_csv(out / "fig3.csv", rows)
-    _plot_fig3(rows, out / "fig3.png")
     return rows
 
 
@@ -194,7 +218,7 @@ def _plot_fig3(rows: list[dict], path: Path) -> None:
         for method in METHODS:
             sel = [r for r in rows if r["panel"] == panel and r["method"] == method]
             xs = [r["size"] if panel == "size" else r["count"] for r in sel]
-            ax.plot(xs, [r["mean_revenue"] for r in sel], marker="o", ms=3, label=method)
+            plot_mean(ax, xs, sel, "mean_revenue", marker="o", ms=3, label=method)
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("total revenue of buyers F")
         ax.tick_params(axis="x", labelsize=7)
@@ -234,12 +258,36 @@ MECHANISMS: dict[str, Callable[[MatchingMarket], Outcome]] = {
 }
 
 
-def fig4(out: Path, seed: int, instances: int = 50) -> list[dict]:
+#: Fig. 4's individual-rationality figures that several seeds average.
+FIG4_VALUES = (
+    "winners", "min_pair_utility", "min_seller_utility", "negative_utilities",
+    "mean_total_payment", "payment_vs_proportional_pct",
+)  # fmt: skip
+
+
+def fig4(out: Path, seeds: Sequence[int], instances: int = 50) -> list[dict]:
     """Table III at 8/10/12 and individual rationality over ``instances`` markets.
 
     Also measures what the per-seller-truthful splits cost the buyers: the mean total payment
     against the proportional split.
     """
+    runs = {s: _fig4_seed(s, instances) for s in seeds}
+    detail = stack_seeds({s: winners for s, (winners, _) in runs.items()})
+    detail += [
+        {"mechanism": "paper Table III", **dict(zip(PAPER_TABLE3_COLUMNS, r, strict=True))}
+        for r in PAPER_TABLE3
+    ]
+    write_csv(out / "table3.csv", detail)
+    summary = rows_over_seeds({s: rows for s, (_, rows) in runs.items()}, FIG4_VALUES)
+    write_csv(out / "fig4.csv", summary)
+    first = runs[seeds[0]][0]
+    paper_split = [r for r in first if r["mechanism"] == "Subopt critical + proportional split"]
+    _plot_fig4(paper_split, out / "fig4.png", None if len(seeds) == 1 else seeds[0])
+    return summary
+
+
+def _fig4_seed(seed: int, instances: int) -> tuple[list[dict], list[dict]]:
+    """One seed's Table III rows (its 8/10/12 market) and individual-rationality rows."""
     rng = seed_everything(seed)
     size = paper_size("8/10/12")
     market = generate(*size, rng)
@@ -247,11 +295,6 @@ def fig4(out: Path, seed: int, instances: int = 50) -> list[dict]:
     for name in ("Subopt critical + proportional split", "Subopt critical + critical split"):
         for row in _winner_rows(market, MECHANISMS[name](market)):
             detail.append({"mechanism": name, **row})
-    detail += [
-        {"mechanism": "paper Table III", **dict(zip(PAPER_TABLE3_COLUMNS, r, strict=True))}
-        for r in PAPER_TABLE3
-    ]
-    write_csv(out / "table3.csv", detail)
     summary = []
     markets = _markets(rng, size, instances)
     for name, mechanism in tqdm(MECHANISMS.items(), desc="fig4 IR"):
@@ -280,13 +323,11 @@ def fig4(out: Path, seed: int, instances: int = 50) -> list[dict]:
     for row in summary:  # summary[0] and [3] are the proportional splits of Subopt and Opt
         ref = references[row["mechanism"].split()[0]]
         row["payment_vs_proportional_pct"] = 100.0 * (row["mean_total_payment"] / ref - 1.0)
-    write_csv(out / "fig4.csv", summary)
-    paper_split = [r for r in detail if r["mechanism"] == "Subopt critical + proportional split"]
-    _plot_fig4(paper_split, out / "fig4.png")
-    return summary
+    return detail, summary
 
 
-def _plot_fig4(rows: list[dict], path: Path) -> None:
+def _plot_fig4(rows: list[dict], path: Path, seed: int | None) -> None:
+    """Table III's bars of one market (``seed``: named in the titles when several were run)."""
     fig, axes = new_figure(1, 3, figsize=(14, 4))
     labels = [r["winning_pair"] for r in rows]
     x = np.arange(len(rows))
@@ -302,7 +343,8 @@ def _plot_fig4(rows: list[dict], path: Path) -> None:
         ax.bar(x - 0.2, [r[bid] for r in rows], 0.4, label="bid (= true cost)")
         ax.bar(x + 0.2, [r[pay] for r in rows], 0.4, label="payment")
         ax.set_xticks(x, labels, rotation=45, fontsize=7)
-        ax.set_title(f"{title}, 8/10/12 (buyer/UAV/data)", fontsize=9)
+        shown = "" if seed is None else f", seed {seed}"
+        ax.set_title(f"{title}, 8/10/12 (buyer/UAV/data){shown}", fontsize=9)
     axes[0].legend(fontsize=7)
     save_figure(fig, path)
 
@@ -314,14 +356,21 @@ FIG5_MECHANISMS = (
 )
 
 
-def fig5(out: Path, seed: int, points: int = 81) -> list[dict]:
+def fig5(out: Path, seeds: Sequence[int], points: int = 81) -> list[dict]:
     """Truthfulness sweeps at 8/10/12 for the winning pair with the largest margin.
 
     (a) the data-seller's bid moves by ±2 around its cost, the UAV-seller bids truthfully;
     (b) the UAV-seller's bid moves by ±2, the data-seller truthful; (c) the UAV-seller overbids
     by s and the data-seller underbids by s, so the pair's joint bid stays truthful (as in the
-    paper's Fig. 5(c)). Bids below zero are not swept.
+    paper's Fig. 5(c)). Bids below zero are not swept. Each seed sweeps its own market.
     """
+    rows = stack_seeds({s: _fig5_seed(s, points) for s in seeds})
+    write_csv(out / "fig5.csv", rows)
+    _plot_fig5(rows, out / "fig5.png")
+    return rows
+
+
+def _fig5_seed(seed: int, points: int) -> list[dict]:
     rng = seed_everything(seed)
     market = generate(*paper_size("8/10/12"), rng)
     base = subopt(market)
@@ -356,12 +405,11 @@ def fig5(out: Path, seed: int, points: int = 81) -> list[dict]:
                         **{key: row[key] for key in ("shift", "partner", "pair_utility")},
                     }
                 )
-    write_csv(out / "fig5.csv", rows)
-    _plot_fig5(rows, out / "fig5.png")
     return rows
 
 
 def _plot_fig5(rows: list[dict], path: Path) -> None:
+    """One line per seed (rows without a ``seed`` field: one seed), labelled once."""
     fig, axes = new_figure(3, 3, figsize=(14, 12))
     series = (
         ("pair_utility", "seller pair", "tab:blue"),
@@ -371,11 +419,17 @@ def _plot_fig5(rows: list[dict], path: Path) -> None:
     for i, panel in enumerate(("a_data_moves", "b_uav_moves", "c_joint_fixed")):
         for j, name in enumerate(FIG5_MECHANISMS):
             ax = axes[i, j]
-            sel = [r for r in rows if r["panel"] == panel and r["mechanism"] == name]
-            shifts = [r["shift"] for r in sel]
-            for key, label, color in series:
-                if sel and sel[0][key] != "":
-                    ax.plot(shifts, [r[key] for r in sel], label=label, color=color)
+            for k, seed in enumerate(dict.fromkeys(r.get("seed") for r in rows)):
+                sel = [
+                    r
+                    for r in rows
+                    if r["panel"] == panel and r["mechanism"] == name and r.get("seed") == seed
+                ]
+                shifts = [r["shift"] for r in sel]
+                for key, label, color in series:
+                    if sel and sel[0][key] != "":
+                        shown = label if k == 0 else None
+                        ax.plot(shifts, [r[key] for r in sel], label=shown, color=color)
             ax.axvline(0.0, color="red", lw=0.8, ls=":")
             ax.set_title(f"({panel[0]}) {name}", fontsize=8)
             ax.set_xlabel("misreport s (red: truthful)", fontsize=7)

@@ -64,7 +64,7 @@ def test_run_out_dir_still_works_with_a_deprecation_message(
 
 def test_fig5_is_deterministic_and_shows_the_truthful_point(tmp_path: Path) -> None:
     for sub in ("a", "b"):
-        experiments.fig5(tmp_path / sub, seed=2, points=5)
+        experiments.fig5(tmp_path / sub, seeds=(2,), points=5)
     a, b = _rows(tmp_path / "a" / "fig5.csv"), _rows(tmp_path / "b" / "fig5.csv")
     assert a == b and (tmp_path / "a" / "fig5.png").stat().st_size > 0
     panels = {r["panel"] for r in a}
@@ -72,12 +72,12 @@ def test_fig5_is_deterministic_and_shows_the_truthful_point(tmp_path: Path) -> N
 
 
 def test_table2_fig4_and_fig3_write_csv_and_png(tmp_path: Path) -> None:
-    rows = experiments.table2(tmp_path, seed=0, instances=1, large_sizes=((10, 10, 10),))
+    rows = experiments.table2(tmp_path, seeds=(0,), instances=1, large_sizes=((10, 10, 10),))
     assert {r["method"] for r in rows} == set(experiments.METHODS)
     assert any(r["size"] == "10/10/10" for r in rows)
-    summary = experiments.fig4(tmp_path, seed=0, instances=1)
+    summary = experiments.fig4(tmp_path, seeds=(0,), instances=1)
     assert all(r["negative_utilities"] == 0 for r in summary)
-    fig3 = experiments.fig3(tmp_path, seed=0, instances=1, counts=(2,))
+    fig3 = experiments.fig3(tmp_path, seeds=(0,), instances=1, counts=(2,))
     gaps = [r for r in fig3 if r["size"] == "6/8/10" and r["method"] == "Opt"]
     assert gaps and gaps[0]["gap_to_opt_pct"] == 0.0
     for name in ("table2", "fig4", "fig3"):
