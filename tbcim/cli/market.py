@@ -58,12 +58,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume:
         folder, raw = RunFolder.resume(args.resume)
         config = MarketConfig.from_dict(raw)
+        setup = None
         print(f"resuming {folder.path}: replaying {len(folder.recorded)} recorded steps")
     else:
         if not args.out:
             raise ConfigError("--out", "name the run folder to write")
         config = MarketConfig.load(args.config)  # validated before any work
-        from tbcim.market.outcome import load_mechanism, retrain
+        from tbcim.market.outcome import retrain
+        from tbcim.market.run import prepare_market
 
         if args.retrain:
             from pathlib import Path
@@ -75,12 +77,14 @@ def _run(args: argparse.Namespace) -> int:
             retrain(config.terms.mechanism, config.servers, config.seed, model)
             terms = dataclasses.replace(config.terms, model=str(model.resolve()))
             config = dataclasses.replace(config, terms=terms)
-        load_mechanism(config.terms.mechanism, config.model_path(), config.servers)
+        setup = prepare_market(config)  # the mechanism, the candidates, the partition
         folder = RunFolder.create(args.out, config.to_dict(), config.seed, args.config)
     from tbcim.market.report import summary_table
     from tbcim.market.run import run_market
 
-    summary = run_market(config, folder, args.rpc_url, log=lambda line: print(line, flush=True))
+    summary = run_market(
+        config, folder, args.rpc_url, log=lambda line: print(line, flush=True), setup=setup
+    )
     print()
     print(summary_table(summary))
     print(

@@ -166,6 +166,32 @@ def eval_set_hash(task: FLTask) -> bytes:
     return hashlib.sha256(x.tobytes() + y.tobytes()).digest()
 
 
+@dataclass(frozen=True)
+class MarketSetup:
+    """What a market needs before its chain: the mechanism, the candidate EDs of every ES and
+    their data (the same for every task). Built by :func:`prepare_market`, which checks that
+    they can be drawn at all before a run folder or a chain exists."""
+
+    mechanism: LoadedMechanism
+    counts: tuple[int, ...]  # candidate EDs per ES
+    base_task: FLTask  # task 0: the partition every task shares
+    table: ServerTable
+    owners: tuple[int, ...]  # ES of every ED
+
+
+def prepare_market(config: MarketConfig) -> MarketSetup:
+    """Load the mechanism and draw the candidates and the partition (ConfigError if the data
+    cannot be split so, e.g. too many EDs for ``fl.min_samples``)."""
+    c = config
+    mechanism = load_mechanism(c.terms.mechanism, c.model_path(), c.servers)
+    fl = c.training.run.fl
+    rng = np.random.default_rng(derive_seed(CANDIDATES, fl.seed))
+    counts = tuple(eds_per_server(rng, c.servers, c.training.min_eds, c.training.max_eds))
+    base_task = build_task(fl, n_eds=sum(counts))
+    table = server_table(base_task.partition, counts)
+    return MarketSetup(mechanism, counts, base_task, table, tuple(owners_of(table)))
+
+
 @dataclass
 class MarketRun:
     """A market of ``config.terms.tasks`` consecutive tasks on ``node`` (module docstring)."""
@@ -173,19 +199,17 @@ class MarketRun:
     config: MarketConfig
     node: ChainNode
     folder: RunFolder
+    setup: MarketSetup
     log: Callable[[str], None] = print
-    mechanism: LoadedMechanism = field(init=False)
     market: FLMarketClient = field(init=False)
 
     def __post_init__(self) -> None:
-        c = self.config
-        self.mechanism = load_mechanism(c.terms.mechanism, c.model_path(), c.servers)
-        fl = c.training.run.fl
-        rng = np.random.default_rng(derive_seed(CANDIDATES, fl.seed))
-        self.counts = list(eds_per_server(rng, c.servers, c.training.min_eds, c.training.max_eds))
-        self.base_task = build_task(fl, n_eds=sum(self.counts))
-        self.table: ServerTable = server_table(self.base_task.partition, self.counts)
-        self.owners = owners_of(self.table)
+        c, setup = self.config, self.setup
+        self.mechanism = setup.mechanism
+        self.counts = list(setup.counts)
+        self.base_task = setup.base_task
+        self.table = setup.table
+        self.owners = list(setup.owners)
         self.revenue_wei = [0] * c.servers
         self.results: list[TaskResult] = []
         self.seconds: dict[str, float] = {}
@@ -613,12 +637,6 @@ class MarketRun:
     # ------------------------------------------------------------------ the summary
     def summary(self) -> dict[str, Any]:
         tasks = [r.as_dict() for r in self.results]
-        totals_gas: dict[str, dict[str, int]] = {}
-        for r in self.results:
-            for name, row in r.gas_by_function.items():
-                tot = totals_gas.setdefault(name, {"calls": 0, "gas": 0})
-                tot["calls"] += row["calls"]
-                tot["gas"] += row["gas"]
         payments: dict[str, int] = {}
         ed_payments: dict[str, int] = {}
         for r in self.results:
@@ -645,24 +663,19 @@ class MarketRun:
             "final_accuracy": done[-1].accuracy if done else None,
             "reconciled": all(r.reconciled for r in self.results),
             "stakes": [float(s) for s in self.node.pos.shares],
-            "gas_by_function": dict(sorted(totals_gas.items())),
+            # the whole run: the tasks' and the set-up's (market deployment, g_e calibration)
+            "gas_by_function": gas_by_function(self.node.ledger, 0),
             "seconds_by_phase": self.seconds,
         }
 
 
-def node_for(config: MarketConfig, rpc_url: str | None) -> ChainNode:
+def node_for(config: MarketConfig, setup: MarketSetup, rpc_url: str | None) -> ChainNode:
     """The chain: an external node at ``rpc_url``, else the embedded py-evm chain. It holds the
     requester, the ESs and one account per candidate ED."""
     from chain_node.node import ChainNode
 
     fl = config.training.run.fl
-    counts = eds_per_server(
-        np.random.default_rng(derive_seed(CANDIDATES, fl.seed)),
-        config.servers,
-        config.training.min_eds,
-        config.training.max_eds,
-    )
-    n, eds = config.servers, sum(counts)
+    n, eds = config.servers, sum(setup.counts)
     if rpc_url:
         return ChainNode.connect(rpc_url, n_servers=n, n_devices=eds, seed=fl.seed)
     return ChainNode.embedded(n_servers=n, n_devices=eds, seed=fl.seed)
@@ -673,9 +686,12 @@ def run_market(
     folder: RunFolder,
     rpc_url: str | None = None,
     log: Callable[[str], None] = print,
+    setup: MarketSetup | None = None,
 ) -> dict[str, Any]:
-    """Run the market into ``folder`` and write its results; returns the summary."""
-    run = MarketRun(config, node_for(config, rpc_url), folder, log)
+    """Run the market into ``folder`` and write its results; returns the summary. ``setup``
+    (default: :func:`prepare_market`) lets a caller check it before creating the folder."""
+    setup = setup or prepare_market(config)
+    run = MarketRun(config, node_for(config, setup, rpc_url), folder, setup, log)
     summary = run.run()
     write_run(folder.path, summary, run.node)
     return summary

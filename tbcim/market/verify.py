@@ -163,6 +163,13 @@ def verify_run(folder: str | Path, rpc_url: str | None = None) -> list[TaskCheck
                     f"{(award.winners, award.payments_wei)}"
                 )
             check.recorded_winners = list(recorded[0])
+    for t in summary["tasks"]:  # a task the logs do not show was not verified
+        if t["task_id"] not in checks:
+            checks[t["task_id"]] = TaskCheck(t["task_id"], ["the logs hold no such task"])
+        elif t["winners"] and checks[t["task_id"]].recorded_winners is None:
+            checks[t["task_id"]].problems.append("summary.json reports winners, the logs no award")
+    if not checks:
+        raise TbcimError(f"{folder}: neither summary.json nor the logs hold a task to verify")
     by_id = {t["task_id"]: t for t in summary["tasks"]}
     servers = {a: i for i, a in enumerate(summary.get("server_accounts", []))}
     for task_id, check in checks.items():

@@ -174,6 +174,13 @@ def test_verify_matches_and_catches_a_tampered_summary(
     write_json(copy / "summary.json", summary)
     assert main(["market", "verify", str(copy)]) == 1
     assert "MISMATCH" in capsys.readouterr().out
+    # logs that hold nothing verify nothing: that is a failure, not a pass
+    logs = copy / "chain" / "market_logs.json"
+    saved_logs = logs.read_text()
+    logs.write_text("[]")
+    assert main(["market", "verify", str(copy)]) == 1
+    assert "the logs hold no such task" in capsys.readouterr().out
+    logs.write_text(saved_logs)
     # the spec the terms commit to: any change to the saved JSON is caught
     write_json(copy / "summary.json", json.loads((folder / "summary.json").read_text()))
     spec = copy / "specs" / "task-1.json"
@@ -334,3 +341,18 @@ def test_retrain_and_resume_flag_errors(
     assert not out.exists()
     assert main(["market", "run", "--resume", str(out), "--config", str(config_file)]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_a_partition_that_cannot_be_drawn_is_refused_before_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """30 EDs with at least 50 images each exceed digits' training split: named by its key
+    before a run folder or a chain exists."""
+    crowded = json.loads(json.dumps(SMALL))
+    crowded["selection"] = {"min_eds": 10, "max_eds": 10}
+    crowded["fl"]["min_samples"] = 50
+    path = write_config(tmp_path / "crowded.toml", crowded)
+    out = tmp_path / "out"
+    assert main(["market", "run", "--config", str(path), "--out", str(out)]) == 2
+    assert "fl.min_samples" in capsys.readouterr().err
+    assert not out.exists()
