@@ -16,6 +16,7 @@ numbers with its own code, numpy and the lower-level / auction primitives, never
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -306,3 +307,113 @@ def test_the_salts_cannot_be_computed_from_the_public_config(folder: Path) -> No
             s = accounts.index(to_checksum_address(r["bidder"]))
             guess = keccak(derive_seed(102, seed, t, s).to_bytes(32, "big"))
             assert guess != bytes(r["salt"]), f"task {t} ES {s}'s salt follows from seed {seed}"
+
+
+def lower_level(folder: Path, t: int) -> tuple[Any, Any, Any, Any]:
+    """Task ``t``'s candidate EDs as the lower level sees them, rebuilt from config.json with
+    the FL and lower-level primitives: (EDArrays, ServerTable, MarketParams, ScenarioConfig)."""
+    import dataclasses
+
+    from tbcim.fl.config import FLConfig
+    from tbcim.fl.partitions import server_table
+    from tbcim.fl.task import build_task
+    from tbcim.lower.costs import make_ed_arrays
+    from tbcim.lower.emd import emd_from_counts
+    from tbcim.lower.scenario import UNIFORM_RANGES, ScenarioConfig
+
+    raw = read(folder, "config.json")["config"]
+    fl = FLConfig.from_dict(raw["fl"])
+    n_servers, sel, m = raw["chain"]["servers"], raw["selection"], raw["market"]
+    counts = np.random.default_rng(derive_seed(100, fl.seed)).integers(
+        sel["min_eds"], sel["max_eds"] + 1, size=n_servers
+    )
+    base = build_task(fl, n_eds=int(counts.sum()))
+    task = build_task(fl, int(counts.sum()), base.dataset, t)
+    table = server_table(base.partition, [int(c) for c in counts])
+    market = dataclasses.replace(MarketParams(), gas_price=m["gas_price"], gas_unit=m["gas_unit"])
+    scenario = ScenarioConfig(n_servers=n_servers, market=market)
+    present = table.present
+    theta = np.zeros(present.shape)
+    theta[present] = emd_from_counts(table.label_counts[present], task.reference)
+    rng = np.random.default_rng(derive_seed(101, fl.seed))
+    costs = {}
+    for name in UNIFORM_RANGES:
+        if name != "data_size":
+            low, high = getattr(scenario, name)
+            costs[name] = rng.uniform(low, high, present.shape)
+    sizes = np.where(present, table.data_size * sel["data_scale"], 1.0)
+    eds = make_ed_arrays(present, data_size=sizes, theta=theta, **costs)
+    return eds, table, market, scenario
+
+
+def leader_profit(
+    eds: Any, candidate: Any, r: Any, a: Any, scenario: Any, g_e: float, s: int, p: float
+) -> float:
+    """ES s's profit at price p: U_d(W) − Σ_W A_i·p² − c^b(|W|), W = its candidates with r_i ≤ p
+    (28, 33, 36, 32)."""
+    from tbcim.lower.costs import blockchain_cost
+    from tbcim.lower.quality import data_utility
+
+    w = candidate[s] & (r[s] <= p)
+    if not w.any():
+        return 0.0
+    u = data_utility(eds.data_size[s][w].sum(), eds.theta[s][w].mean(), scenario.quality)
+    chain = blockchain_cost(int(w.sum()), scenario.market, g_e)
+    return float(u - (a[s][w] * p**2).sum() - chain)
+
+
+def test_each_eds_pay_is_the_brute_force_stackelberg_outcome(folder: Path) -> None:
+    """For every winner: the leader's price p* maximises U_d(W(p)) − Σ_{i∈W(p)} A_i·p² − c^b(|W|)
+    over the EMD-selected EDs (W(p) = those with r_i ≤ p), found by brute force over every r_i
+    and checked on a dense grid; V_i = A_i·p*² (33, 36) floored to wei is what the ES recorded
+    on chain for exactly those EDs, and each worker's profit (34) is >= 0."""
+    from tbcim.lower.costs import compute_weight
+    from tbcim.lower.emd import select
+    from tbcim.lower.stackelberg import ed_profit, reservation_price
+
+    summary = read(folder, "summary.json")
+    devices = summary["device_accounts"]
+    cfg = read(folder, "config.json")["config"]["market"]
+    checked = 0
+    for task in summary["tasks"]:
+        accepted = {
+            to_checksum_address(a["server"]): a
+            for a in per_task(folder)[task["task_id"]]["AwardAccepted"]
+        }
+        if not accepted:
+            continue
+        eds, table, market, scenario = lower_level(folder, task["task"])
+        g_e = task["g_e"] if cfg["blockchain_cost"] else 0.0
+        candidate = select(eds.theta, eds.present, scenario.selection) & eds.present
+        theta = np.maximum(eds.theta, market.emd_floor)
+        a = eds.data_size / (2.0 * compute_weight(eds, market) * (market.kappa * theta) ** 2)
+        r = np.where(candidate, reservation_price(eds, market), np.inf)
+
+        profit = functools.partial(leader_profit, eds, candidate, r, a, scenario, g_e)
+
+        for s, es in enumerate(summary["server_accounts"]):
+            if es not in accepted:
+                continue
+            prices = sorted(set(r[s][np.isfinite(r[s])].tolist()))
+            best = max(prices, key=lambda p: (profit(s, p), -p))
+            grid = np.linspace(0.0, 1.5 * max(prices), 4001)
+            assert max(profit(s, float(p)) for p in grid) <= profit(s, best) + 1e-12
+            hired = candidate[s] & (r[s] <= best)
+            assert profit(s, best) > 0
+            mine = {
+                devices[int(ed)]: math.floor(float(a[s][j] * best**2) * WEI)
+                for j, ed in enumerate(table.layout[s])
+                if ed >= 0 and hired[j]
+            }
+            chain = accepted[es]
+            recorded = {
+                to_checksum_address(d): int(v)
+                for d, v in zip(chain["devices"], chain["amounts"], strict=True)
+            }
+            assert recorded.keys() == mine.keys(), (es, recorded, mine)
+            for d, v in mine.items():
+                assert abs(recorded[d] - v) <= max(4, v * 1e-12), (d, recorded[d], v)
+            compute = best / (2.0 * compute_weight(eds, market)[s] * market.kappa * theta[s])
+            assert np.all(ed_profit(best, compute, eds, market)[s][hired] >= -1e-15)
+            checked += 1
+    assert checked > 0
