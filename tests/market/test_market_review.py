@@ -417,3 +417,37 @@ def test_each_eds_pay_is_the_brute_force_stackelberg_outcome(folder: Path) -> No
             assert np.all(ed_profit(best, compute, eds, market)[s][hired] >= -1e-15)
             checked += 1
     assert checked > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING (medium): d_s and θ_s are self-reported in the sealed bid and nothing checks "
+    "them: the contract stores any dataSize < 2^64 and emdPpm <= 2e6, acceptAward's ED list "
+    "carries no data sizes, and verify does not compare them with the winners' EDs. RANet is "
+    "(approximately) truthful in the bid only, treating (d_s, θ_s) as verifiable; here an ES "
+    "that doubles its reported d_s raises its expected utility p_s − z_s·c_s. Fix: check the "
+    "revealed d_s against Σ of the data sizes the winner registers on the task's aggregator "
+    "(acceptAward or verify), and θ_s against the EDs' label counts and the spec's P_a.",
+)
+def test_misreporting_the_data_size_does_not_pay(folder: Path) -> None:
+    summary = read(folder, "summary.json")
+    model = REPO / "results" / "ranet-exact" / f"tbcim-{summary['servers']}.pt"
+    learned, _ = load_learned(model)
+    gains = []
+    for task in summary["tasks"]:
+        reveals = sorted(
+            per_task(folder)[task["task_id"]]["BidRevealed"], key=lambda r: int(r["bidder"], 16)
+        )
+        if len(reveals) != learned.setting.n_servers:
+            continue
+        bids = np.array([[int(r["bid"]) / WEI for r in reveals]])
+        sizes = np.array([[float(r["dataSize"]) for r in reveals]])
+        emds = np.array([[int(r["emdPpm"]) / PPM for r in reveals]])
+        for s in range(len(reveals)):
+            cost = bids[0, s]  # the bid is the ES's true cost (truthful bidding)
+            z, p = learned.outcome(Profiles(bids, sizes, emds))
+            lied = sizes.copy()
+            lied[0, s] *= 2.0
+            z2, p2 = learned.outcome(Profiles(bids, lied, emds))
+            gains.append((p2[0, s] - z2[0, s] * cost) - (p[0, s] - z[0, s] * cost))
+    assert gains and max(gains) <= 1e-9, f"doubling d_s gains up to {max(gains):.4g} money units"
