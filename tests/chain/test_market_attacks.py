@@ -17,6 +17,7 @@ Findings (see each test's reason):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from eth_utils import keccak, to_checksum_address
@@ -520,3 +521,65 @@ def test_the_seed_is_the_salts_xor_whatever_the_reveal_order(
 def _encode_bidder_salt(bidder: str, salt: bytes) -> bytes:
     """abi.encode(address, bytes32), by hand: 12 zero bytes, the address, the salt."""
     return bytes(12) + bytes.fromhex(bidder[2:]) + salt
+
+
+REENTRANT_WITHDRAWER = """// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.30;
+
+interface IMarket {
+    function withdraw(uint256 amount) external;
+    function cancelTask(uint256 taskId) external;
+}
+
+/// A requester contract that re-enters withdraw from the transfer of its own refund.
+contract ReentrantWithdrawer {
+    IMarket public market;
+    uint256 public amount;
+    uint256 public received;
+    bytes public reentryError;
+
+    function call(address target, bytes calldata data) external payable {
+        (bool ok, bytes memory reason) = target.call{value: msg.value}(data);
+        if (!ok) assembly { revert(add(reason, 32), mload(reason)) }
+    }
+
+    function drain(IMarket market_, uint256 amount_) external {
+        (market, amount) = (market_, amount_);
+        market_.withdraw(amount_);
+    }
+
+    receive() external payable {
+        if (received++ > 0) return;
+        try market.withdraw(amount) {} catch (bytes memory err) {
+            reentryError = err;
+        }
+    }
+}
+"""
+
+
+def test_a_reentrant_requester_withdraws_its_refund_once(
+    node: ChainNode, market: FLMarketClient, tmp_path: Path
+) -> None:
+    """A contract requester cancels its task and withdraws the refund; from inside the transfer
+    it withdraws again: the balance was already debited, so the inner call reverts with
+    InsufficientBalance(0, escrow) and the contract's ether equals the escrow, once."""
+    from chain_node.compiler import compile_contracts
+
+    folder = tmp_path
+    (folder / "ReentrantWithdrawer.sol").write_text(REENTRANT_WITHDRAWER)
+    node.use_artifacts({**artifacts(), **compile_contracts(folder)})
+    attacker = node.deploy("ReentrantWithdrawer", sender=node.requester)
+    f, m = attacker.functions, market.contract
+    publish = m.encode_abi("publishTask", args=[make_terms(node).as_tuple()])
+    node.transact(f.call(m.address, publish), sender=node.requester, value=REWARD)
+    node.transact(f.call(m.address, m.encode_abi("cancelTask", args=[1])), sender=node.requester)
+    assert market.balance_of(attacker.address) == REWARD
+    node.transact(f.drain(m.address, REWARD), sender=node.requester)
+    error = bytes(f.reentryError().call())
+    selector = keccak(b"InsufficientBalance(uint256,uint256)")[:4]
+    assert error == selector + (0).to_bytes(32, "big") + REWARD.to_bytes(32, "big")
+    assert node.w3.eth.get_balance(attacker.address) == REWARD
+    assert market.balance_of(attacker.address) == 0 and f.received().call() == 1
+    assert node.w3.eth.get_balance(m.address) == 0
+    assert_conserved(market, [attacker.address])
