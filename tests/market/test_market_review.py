@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import itertools
 import json
 import math
 from collections import defaultdict
@@ -500,3 +501,27 @@ def test_the_wei_payments_survive_one_ulp_of_float_error(folder: Path) -> None:
             if len(wei) > 1:
                 fragile.append((task["task"], int(s), sorted(wei)))
     assert not fragile, f"one ulp moves these payments: {fragile}"
+
+
+def test_each_tasks_g_e_is_measured_from_the_receipts_before_it(folder: Path) -> None:
+    """g_e (32) of task 0 is the calibration round's, of task t the previous task's: the mean,
+    over (ED, round) pairs, of the gas the ED's FLAggregator transactions used, recomputed from
+    chain/transactions.json cut at each publishTask."""
+    entries = read(folder, "chain/transactions.json")["entries"]
+    cuts = [
+        i
+        for i, e in enumerate(entries)
+        if (e["contract"], e["function"]) == ("FLMarket", "publishTask")
+    ]
+    segments = [entries[: cuts[0]]] + [entries[a:b] for a, b in itertools.pairwise(cuts)]
+    expected, measured = [], None
+    for segment in segments:
+        per_round: dict[tuple[str, int], int] = defaultdict(int)
+        for e in segment:
+            if (e["role"], e["contract"]) == ("ed", "FLAggregator") and e["round"] is not None:
+                per_round[(e["sender"], e["round"])] += e["gas_used"]
+        if per_round:
+            measured = sum(per_round.values()) / len(per_round)
+        expected.append(measured)
+    logged = [t["g_e"] for t in read(folder, "summary.json")["tasks"]]
+    assert logged == pytest.approx(expected, rel=1e-12)
