@@ -10,7 +10,13 @@ numbers with its own code, numpy and the lower-level / auction primitives, never
 * the award: the committed RANet-exact model file, the revealed profile in ascending address
   order, the seed as the salts' XOR, numpy ``default_rng(seed)`` draws and p/z floored to wei;
 * every wei: what each ES was credited, what each ED claimed, the requester's refund, and that
-  they add up to the escrow.
+  they add up to the escrow;
+* each winner's price p* and its EDs' V_i by brute force over the leader's profit (28)-(36), on
+  the candidate EDs rebuilt from config.json with the FL and lower-level primitives;
+* each task's g_e from chain/transactions.json.
+
+Findings (strict xfails): predictable salts; unchecked self-reported d_s that pays to inflate;
+`market verify` ignoring summary.json's payments; wei payments finer than float64 noise.
 """
 
 from __future__ import annotations
