@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import platform
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +43,11 @@ def _to_jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def machine_label() -> str:
+    """The processor (or architecture) and numpy version, for a result file's ``machine``."""
+    return f"{platform.processor() or platform.machine()}, numpy {np.__version__}"
 
 
 def write_json(path: str | Path, payload: Any) -> Path:
