@@ -9,8 +9,14 @@ the same after the fact:
 3. the winners are drawn from z with numpy's generator seeded by the contract's seed, the XOR of
    keccak(bidder, salt) over the reveals (no bidder knows it before every salt is revealed), and
    each winner is paid p_s / z_s (:func:`tbcim.auction.mechanism.realise`, M4);
-4. payments are rounded down to wei; a drawn winner whose payment rounds to 0 wei is dropped (it
-   would serve for nothing, and the contract refuses zero payments).
+4. payments are rounded down to whole gwei (:func:`payment_in_wei`); a drawn winner whose
+   payment rounds to 0 is dropped (it would serve for nothing, and the contract refuses zero
+   payments).
+
+Why gwei: p_s / z_s is a float64 of about 0.05 ether, whose last bit is worth about 7 wei, so two
+honest ESs whose BLAS or CPU differ in one ulp would otherwise vote for different outcome hashes
+and the award would never reach a majority. A gwei is 10^8 ulps; a payment moves only if it lies
+within an ulp of a gwei boundary.
 
 The mechanism is committed in the task's terms as keccak(name ‖ sha256(model file)), so a
 verifier also checks that it runs the very model the requester published.
@@ -30,6 +36,8 @@ from tbcim.auction.mechanism import Mechanism, Profiles, realise
 from tbcim.errors import ConfigError
 
 PPM = 1_000_000
+#: Payments are whole multiples of this many wei (1 gwei): far coarser than float64 noise.
+PAYMENT_QUANTUM = 10**9
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,12 @@ class Award:
             "allocation": list(self.allocation),
             "expected_payment": list(self.expected_payment),
         }
+
+
+def payment_in_wei(unit_payment: float, wei_per_unit: int) -> int:
+    """A payment of ``unit_payment`` money units in wei, rounded down to whole gwei."""
+    quanta_per_unit = wei_per_unit // PAYMENT_QUANTUM
+    return int(np.floor(unit_payment * quanta_per_unit)) * PAYMENT_QUANTUM
 
 
 def file_sha256(path: str | Path) -> str:
@@ -127,7 +141,7 @@ def compute_award(
     won, pay = realise(z, p, setting.multi_winner, np.random.default_rng(seed))
     winners, payments = [], []
     for s, reveal in enumerate(ordered):
-        wei = int(np.floor(pay[0, s] * wei_per_unit))
+        wei = payment_in_wei(float(pay[0, s]), wei_per_unit)
         if won[0, s] and wei > 0:
             winners.append(to_checksum_address(reveal.bidder))
             payments.append(wei)

@@ -53,6 +53,9 @@ class TaskCheck:
     task_id: int
     problems: list[str] = field(default_factory=list)
     recorded_winners: list[str] | None = None  # the winners AwardFinalized holds
+    recorded_payments: dict[str, int] = field(default_factory=dict)  # winner -> wei
+    recorded_ed_payments: dict[str, int] = field(default_factory=dict)  # ED -> wei (accepts)
+    settled: bool = False  # the ESs were paid (target met, or the requester forfeited)
 
     @property
     def ok(self) -> bool:
@@ -163,6 +166,12 @@ def verify_run(folder: str | Path, rpc_url: str | None = None) -> list[TaskCheck
                     f"{(award.winners, award.payments_wei)}"
                 )
             check.recorded_winners = list(recorded[0])
+            check.recorded_payments = dict(zip(*recorded, strict=True))
+        elif e.event == "AwardAccepted":
+            amounts = map(int, e.args.amounts)
+            check.recorded_ed_payments.update(zip(e.args.devices, amounts, strict=True))
+        elif e.event == "PaymentReleased":
+            check.settled = True
     for t in summary["tasks"]:  # a task the logs do not show was not verified
         if t["task_id"] not in checks:
             checks[t["task_id"]] = TaskCheck(t["task_id"], ["the logs hold no such task"])
@@ -170,16 +179,33 @@ def verify_run(folder: str | Path, rpc_url: str | None = None) -> list[TaskCheck
             checks[t["task_id"]].problems.append("summary.json reports winners, the logs no award")
     if not checks:
         raise TbcimError(f"{folder}: neither summary.json nor the logs hold a task to verify")
-    by_id = {t["task_id"]: t for t in summary["tasks"]}
-    servers = {a: i for i, a in enumerate(summary.get("server_accounts", []))}
-    for task_id, check in checks.items():
-        reported = by_id.get(task_id)
-        on_chain = check.recorded_winners
-        if reported is None or on_chain is None or not servers:
-            continue
-        if sorted(reported["winners"]) != sorted(servers[a] for a in on_chain):
-            check.problems.append(
-                f"summary.json reports winners {reported['winners']}, the chain "
-                f"{sorted(servers[a] for a in on_chain)}"
-            )
+    for t in summary["tasks"]:
+        _compare_summary(checks[t["task_id"]], t, summary)
     return [checks[k] for k in sorted(checks)]
+
+
+def _compare_summary(check: TaskCheck, reported: dict[str, Any], summary: dict[str, Any]) -> None:
+    """summary.json's winners, and for a settled task its payments and ED payments, must be
+    the chain's (AwardFinalized, AwardAccepted), to the wei."""
+    if check.recorded_winners is None:
+        return
+    es = summary["server_accounts"]
+    ed = summary["device_accounts"]
+    winners = sorted(es.index(a) for a in check.recorded_winners)
+    if sorted(reported["winners"]) != winners:
+        check.problems.append(
+            f"summary.json reports winners {reported['winners']}, the chain {winners}"
+        )
+    paid = check.settled
+    expected = (
+        {str(es.index(a)): str(w) for a, w in check.recorded_payments.items()} if paid else {}
+    )
+    if reported["payments"] != expected:
+        check.problems.append(
+            f"summary.json reports payments {reported['payments']}, the chain {expected}"
+        )
+    expected_eds = (
+        {str(ed.index(a)): str(w) for a, w in check.recorded_ed_payments.items()} if paid else {}
+    )
+    if reported["ed_payments"] != expected_eds:
+        check.problems.append("summary.json's ed_payments differ from the chain's AwardAccepted")

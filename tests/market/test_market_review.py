@@ -8,15 +8,16 @@ numbers with its own code, numpy and the lower-level / auction primitives, never
 * each ES's bid is Σ V_i + c^b (32), with V_i the amounts it recorded on chain and c^b from the
   logged g_e;
 * the award: the committed RANet-exact model file, the revealed profile in ascending address
-  order, the seed as the salts' XOR, numpy ``default_rng(seed)`` draws and p/z floored to wei;
+  order, the seed as the salts' XOR, numpy ``default_rng(seed)`` draws and p/z floored to gwei;
 * every wei: what each ES was credited, what each ED claimed, the requester's refund, and that
   they add up to the escrow;
 * each winner's price p* and its EDs' V_i by brute force over the leader's profit (28)-(36), on
   the candidate EDs rebuilt from config.json with the FL and lower-level primitives;
 * each task's g_e from chain/transactions.json.
 
-Findings (strict xfails): predictable salts; unchecked self-reported d_s that pays to inflate;
-`market verify` ignoring summary.json's payments; wei payments finer than float64 noise.
+Findings still open (strict xfails): predictable salts; unchecked self-reported d_s that pays to
+inflate. Fixed since (now plain tests): `market verify` ignoring summary.json's payments; wei
+payments finer than float64 noise.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from tbcim.fl.streams import derive_seed
 from tbcim.lower.config import MarketParams
 
 WEI = 10**18
+GWEI = 10**9  # payments are whole gwei (tbcim.market.outcome: coarser than float64 noise)
+GWEI_PER_UNIT = WEI // GWEI
 PPM = 1_000_000
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = {
@@ -170,7 +173,7 @@ def test_each_bid_is_the_sum_of_its_eds_pay_plus_the_blockchain_cost(folder: Pat
 def test_the_award_recomputed_from_the_logs_and_the_model_file(folder: Path) -> None:
     """Profile ordered by address, the RANet-exact file named in the spec (its sha256 and the
     terms' mechanism commitment checked), seed = XOR keccak(bidder, salt), winners drawn from z
-    by numpy default_rng(seed), each paid floor(p/z · 1e18) wei."""
+    by numpy default_rng(seed), each paid p/z floored to whole gwei."""
     summary = read(folder, "summary.json")
     n_servers = summary["servers"]
     model = REPO / "results" / "ranet-exact" / f"tbcim-{n_servers}.pt"
@@ -207,7 +210,7 @@ def test_the_award_recomputed_from_the_logs_and_the_model_file(folder: Path) -> 
             else:  # one categorical draw over S + "buy nothing"
                 draw = np.random.default_rng(seed).random()
                 won = s == int((draw >= np.cumsum(z)).sum())
-            wei = math.floor(float(p[s] / z[s]) * WEI) if z[s] > 0 else 0
+            wei = math.floor(float(p[s] / z[s]) * GWEI_PER_UNIT) * GWEI if z[s] > 0 else 0
             if won and wei > 0:
                 winners.append(to_checksum_address(r["bidder"]))
                 payments.append(wei)
@@ -460,14 +463,9 @@ def test_misreporting_the_data_size_does_not_pay(folder: Path) -> None:
     assert gains and max(gains) <= 1e-9, f"doubling d_s gains up to {max(gains):.4g} money units"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING (low): `market verify` compares summary.json's winners with the chain but "
-    "not its payments or ed_payments: a summary that reports one extra wei to an ES (or to an "
-    "ED) verifies clean. Fix: compare summary.json's payments and ed_payments with "
-    "AwardFinalized and AwardAccepted.",
-)
 def test_verify_catches_a_summary_that_misreports_a_payment(folder: Path, tmp_path: Path) -> None:
+    """Found by review: verify compared the summary's winners only; it now compares the
+    payments and ED payments with AwardFinalized and AwardAccepted, to the wei."""
     import shutil
 
     from tbcim.market.verify import verify_run
@@ -483,16 +481,9 @@ def test_verify_catches_a_summary_that_misreports_a_payment(folder: Path, tmp_pa
     assert not all(c.ok for c in verify_run(copy))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING (medium, liveness on real validators): payments are floor(p/z · 1e18) of a "
-    "float64 p/z (~0.05 ether), whose ulp is ~7 wei, so the last digits of each payment are "
-    "float noise: one ulp of difference in (z, p) between two honest ESs (another BLAS, CPU or "
-    "torch build) changes the wei, hence the outcome hash they vote for; with no majority the "
-    "task expires. Fix: quantise payments far coarser than the float error (e.g. floor to "
-    "gwei after subtracting payment_error_bound), or compute the award in fixed point.",
-)
 def test_the_wei_payments_survive_one_ulp_of_float_error(folder: Path) -> None:
+    """Found by review: payments floored to wei moved with one ulp of p/z (~7 wei), so honest
+    ESs on different hardware could vote for different outcomes. Floored to gwei they do not."""
     summary = read(folder, "summary.json")
     fragile = []
     for task in summary["tasks"]:
@@ -503,7 +494,10 @@ def test_the_wei_payments_survive_one_ulp_of_float_error(folder: Path) -> None:
         p = np.array(award["expected_payment"])
         for s in np.flatnonzero(z > 0):
             exact = float(p[s] / z[s])
-            wei = {math.floor(x * WEI) for x in (exact, math.nextafter(exact, math.inf))}
+            wei = {
+                math.floor(x * GWEI_PER_UNIT) * GWEI
+                for x in (exact, math.nextafter(exact, math.inf), math.nextafter(exact, -math.inf))
+            }
             if len(wei) > 1:
                 fragile.append((task["task"], int(s), sorted(wei)))
     assert not fragile, f"one ulp moves these payments: {fragile}"

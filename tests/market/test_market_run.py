@@ -132,7 +132,7 @@ def test_consecutive_tasks_have_their_own_reference_and_stakes_follow_revenue(
 
 def test_the_award_is_realise_on_the_chain_seed(embedded: tuple[Path, dict[str, Any]]) -> None:
     """Oracle: the recorded winners are the Bernoulli(z) draws of numpy's generator seeded by
-    the XOR of keccak(bidder, salt), and each is paid floor(p/z · 1e18)."""
+    the XOR of keccak(bidder, salt), and each is paid p/z floored to whole gwei."""
     folder, summary = embedded
     from tbcim.market.verify import _market_events
 
@@ -153,7 +153,7 @@ def test_the_award_is_realise_on_the_chain_seed(embedded: tuple[Path, dict[str, 
         won, pay = realise(z, p, True, np.random.default_rng(seed))
         bidders = t["award"]["bidders"]
         expected = [
-            (bidders[s], int(np.floor(pay[0, s] * 10**18)))
+            (bidders[s], int(np.floor(pay[0, s] * 10**9)) * 10**9)
             for s in range(len(bidders))
             if won[0, s] and pay[0, s] > 0
         ]
