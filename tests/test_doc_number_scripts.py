@@ -14,6 +14,9 @@ import pytest
 
 from tbcim.lower.pricing import price_market
 from tbcim.lower.scenario import ScenarioConfig, draw_eds, draw_reference
+from tbcim.matching.model import MatchingMarket
+from tbcim.matching.scenario import generate
+from tbcim.matching.subopt import subopt
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -74,3 +77,73 @@ def test_gas_table_main_writes_json_and_rejects_bad_flags(gas: ModuleType, tmp_p
         gas.main(["--json", str(out), "--servers", "0"])
     with pytest.raises(SystemExit):
         gas.main(["--json", str(out), "--gas-prices", "-1"])
+
+
+def toy_market(data_bid: float = 2.0, uav_bid: float = 2.0) -> MatchingMarket:
+    """One buyer (v = 10), one pair: docs/matching.md §4.1's toy."""
+    return MatchingMarket(np.array([10.0]), np.array([[data_bid]]), np.array([[[uav_bid]]]))
+
+
+def test_proportional_split_gain_is_the_closed_form_on_the_toy(dev: ModuleType) -> None:
+    """No competition: P = v = 10 for Subopt and Opt while J = 4 + s ≤ 10, so the data-seller's
+    utility at shift s is 10·(2 + s)/(4 + s) − 2 (3 when truthful); the measured gain is its
+    maximum over the script's grid, and the truthful splits gain nothing."""
+    shifts = dev.seller_shifts(2.0, 10.0)
+    winning = shifts[4.0 + shifts <= 10.0]
+    expected = float(np.max(10.0 * (2.0 + winning) / (4.0 + winning) - 2.0)) - 3.0
+    records = dev.seller_records(toy_market(), dev.SELLER_MECHANISMS, single=False)
+    records += dev.seller_records(toy_market(), dev.OPT_SELLER_MECHANISMS, single=False)
+    gains = {(r["variant"], r["seller"]): r["gain"] for r in records}
+    for mech in ("subopt_proportional", "opt_proportional"):
+        assert gains[(f"{mech}/as_drawn", "data")] == pytest.approx(expected)
+    for mech in ("subopt_critical_split", "opt_vcg_seller"):
+        assert max(gains[(f"{mech}/as_drawn", k)] for k in ("data", "uav")) <= 1e-9
+
+
+def test_paper_rule_overbid_gain_and_none_under_the_critical_payment(dev: ModuleType) -> None:
+    """docs/matching.md §3.2's overbid: (0,0,0) truthfully earns 1 under (25); any joint bid in
+    (5, 10] passes the blocked pair (0,1,1), still wins and is paid v = 10: utility 6, gain 5.
+    The critical payment already pays 10, so there is nothing to gain."""
+    uav = np.full((2, 2, 3), 100.0)
+    for triple, joint in {(1, 1, 2): 3.0, (0, 0, 0): 4.0, (0, 1, 1): 5.0}.items():
+        uav[triple] = joint - 1.0
+    market = MatchingMarket(np.array([10.0, 10.0]), np.ones((2, 2)), uav)
+    records = dev.pair_records(market, [(0, 0, 0)], winners=1)
+    gains = {r["variant"]: r["gain"] for r in records}
+    assert gains["subopt_paper/as_drawn"] == pytest.approx(5.0)
+    assert gains["subopt_paper/single_minded"] == pytest.approx(5.0)
+    assert gains["subopt_critical/as_drawn"] == pytest.approx(0.0, abs=1e-9)
+    assert all(r["winner"] for r in records)
+
+
+def test_summarise_counts_gainers_above_the_tolerance(dev: ModuleType) -> None:
+    records = [{"variant": "a", "gain": g} for g in (0.0, 1e-12, 2.0, 4.0, 3.0)]
+    records.append({"variant": "b", "gain": -1.0})
+    summary = dev.summarise(records)
+    assert summary["a"] == {
+        "tested": 5,
+        "gained": 3,
+        "share": 0.6,
+        "max_gain": 4.0,
+        "median_gain_of_gainers": 3.0,
+    }
+    assert summary["b"]["gained"] == 0 and summary["b"]["max_gain"] == 0.0
+
+
+def test_measure_tests_every_winner_and_one_loser_per_market(dev: ModuleType) -> None:
+    result = dev.measure((2, 2, 2), markets=2, opt_markets=0, seed=5)
+    rng = np.random.default_rng(5)
+    winners = [len(subopt(generate(2, 2, 2, rng)).matching.triples) for _ in range(2)]
+    summary = result["pairs_summary_all"]
+    assert set(summary) == {f"{m}/{v}" for m in dev.PAIR_MECHANISMS for v in dev.VARIANTS}
+    assert all(s["tested"] == sum(winners) + 2 for s in summary.values())
+    sellers = result["sellers_summary"]
+    assert all(s["tested"] == 2 * sum(winners) for s in sellers.values())
+    assert not any(v.startswith("opt") for v in sellers)
+
+
+def test_matching_main_rejects_bad_flags(dev: ModuleType, tmp_path: Path) -> None:
+    out = str(tmp_path / "d.json")
+    for bad in (["--size", "3x3"], ["--markets", "0"], ["--markets", "2", "--opt-markets", "3"]):
+        with pytest.raises(SystemExit):
+            dev.main([*bad, "--json", out])

@@ -98,3 +98,37 @@ def single_minded(market: MatchingMarket, triple: tuple[int, int, int], who: str
     else:
         uav[others, :, n] = huge
     return MatchingMarket(market.valuations, data, uav)
+
+
+def best_pair_deviation(
+    mechanism: Mechanism,
+    true_market: MatchingMarket,
+    triple: tuple[int, int, int],
+    grid: Iterable[float],
+) -> tuple[float, float]:
+    """(gain, joint bid): the pair's best utility over ``grid`` minus its truthful utility (27).
+
+    Theorem 4 says the gain is ≤ 0 for a truthful pair payment; docs/matching.md §3 measures it.
+    """
+    _, m, n = triple
+    truthful = pair_utility(mechanism(true_market), true_market, m, n)
+    rows = sweep_joint_bid(mechanism, true_market, triple, grid)
+    best = max(rows, key=lambda r: r["pair_utility"])
+    return best["pair_utility"] - truthful, best["joint_bid"]
+
+
+def best_seller_deviation(
+    mechanism: Mechanism,
+    true_market: MatchingMarket,
+    triple: tuple[int, int, int],
+    kind: str,
+    shifts: Iterable[float],
+) -> tuple[float, float]:
+    """(gain, shift): the best utility of ``triple``'s ``kind`` seller over ``shifts`` of all its
+    bids to that buyer, minus its truthful utility (Corollary 3; docs/matching.md §4)."""
+    seller = SellerRef(kind, triple[1] if kind == "data" else triple[2])
+    truthful = mechanism(true_market).seller_utility(seller, true_market)
+    rows = sweep_seller_bid(mechanism, true_market, triple[0], [(seller, 1.0)], shifts)
+    key = f"{seller.kind}{seller.index}"
+    best = max(rows, key=lambda r: r[key])
+    return best[key] - truthful, best["shift"]
