@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eth_utils import keccak
+from eth_utils import event_abi_to_log_topic, keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.datastructures import AttributeDict
@@ -113,15 +113,17 @@ def _market_events(folder: Path, rpc_url: str | None) -> list[LoggedEvent]:
             for row in json.loads(source.read_text())
         ]
     contract = Web3().eth.contract(address=address, abi=abi)
+    by_topic = {
+        event_abi_to_log_topic(entry): getattr(contract.events, entry["name"])  # type: ignore[arg-type]
+        for entry in abi
+        if entry["type"] == "event"
+    }
     events = []
     for log in raw:
-        for event in contract.events:
-            try:
-                decoded = event().process_log(log)
-                events.append(LoggedEvent(decoded["event"], AttributeDict(decoded["args"])))
-                break
-            except Exception:
-                continue
+        event = by_topic.get(bytes(log["topics"][0])) if log["topics"] else None
+        if event is not None:  # a log of another signature is not the market's
+            decoded = event().process_log(log)
+            events.append(LoggedEvent(decoded["event"], AttributeDict(decoded["args"])))
     return events
 
 
