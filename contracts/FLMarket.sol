@@ -111,6 +111,10 @@ contract FLMarket {
     /// @notice θ (26) is the L1 distance of two label distributions, so it lies in [0, 2].
     uint256 private constant MAX_EMD_PPM = 2 * PPM;
 
+    /// @notice The edge servers that may bid: the chain's proof-of-stake validators, fixed at
+    ///         deployment. Only they commit, so only they reveal and vote on outcomes (a Sybil
+    ///         outsider can neither bid nor out-vote them).
+    mapping(address account => bool) public isServer;
     /// @notice Number of tasks published; task ids are 1..taskCount.
     uint256 public taskCount;
     mapping(uint256 taskId => Task) private tasks;
@@ -210,6 +214,8 @@ contract FLMarket {
     error InvalidBid(uint256 dataSize, uint256 emdPpm);
     /// @notice The caller (or a listed winner) did not reveal a bid for this task.
     error NotBidder(address account);
+    /// @notice The caller is not one of the edge servers allowed to bid.
+    error NotServer(address account);
     /// @notice The caller already voted on this task's outcome.
     error AlreadyVoted(address voter);
     /// @notice Fewer reveals than the task's minimum number of bidders.
@@ -248,6 +254,16 @@ contract FLMarket {
     error ZeroAmount();
     /// @notice The transfer to the caller failed.
     error TransferFailed(address account, uint256 amount);
+
+    /// @param servers_ the edge servers that may bid (distinct, non-zero, at least one)
+    constructor(address[] memory servers_) {
+        if (servers_.length == 0) revert InvalidTerms("servers");
+        for (uint256 i; i < servers_.length; ++i) {
+            address es = servers_[i];
+            if (es == address(0) || isServer[es]) revert InvalidRecipient(es);
+            isServer[es] = true;
+        }
+    }
 
     // ------------------------------------------------------------------ step 1: publish, cancel
 
@@ -297,10 +313,12 @@ contract FLMarket {
 
     // ------------------------------------------------------------------ step 2: sealed bids
 
-    /// @notice Seal a bid (step 2), once per bidder, in the commit window.
+    /// @notice Seal a bid (step 2), once per bidder, in the commit window; only an edge server
+    ///         named at deployment may bid.
     /// @param commitment keccak256(abi.encode(taskId, bidder, bid, dataSize, emdPpm, salt)):
     ///        the bidder's address is inside, so nobody else can reveal (or copy) it
     function commitBid(uint256 taskId, bytes32 commitment) external {
+        if (!isServer[msg.sender]) revert NotServer(msg.sender);
         Task storage t = _task(taskId, Status.Open);
         _inWindow(0, t.terms.commitDeadline);
         Bid storage b = bids[taskId][msg.sender];

@@ -287,8 +287,12 @@ class FLMarketClient:
         self.contract = contract
 
     @classmethod
-    def deploy(cls, node: ChainNode, sender: str) -> FLMarketClient:
-        return cls(node, node.deploy(CONTRACT_NAME, sender=sender))
+    def deploy(
+        cls, node: ChainNode, sender: str, servers: Sequence[str] | None = None
+    ) -> FLMarketClient:
+        """Deploy the market; ``servers`` (default: the node's ESs) are the only bidders."""
+        eligible = list(node.servers if servers is None else servers)
+        return cls(node, node.deploy(CONTRACT_NAME, eligible, sender=sender))
 
     def wait_until_after(self, block: int) -> None:
         """Mine empty blocks until the chain's latest block is past ``block``, so the next

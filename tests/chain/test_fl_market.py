@@ -397,11 +397,15 @@ def test_cancel_and_expire(node: ChainNode, market: FLMarketClient) -> None:
         assert assert_reverts(market, action, "WrongStatus") == (run.task_id, TaskStatus.TRAINING)
 
 
-def test_bidding_reverts(node: ChainNode, market: FLMarketClient) -> None:
+def test_bidding_reverts(node: ChainNode) -> None:
     es, d = node.servers, node.devices
+    # the ESs and five more accounts may bid (the bad bids below); d[5] may not
+    market = FLMarketClient.deploy(node, node.requester, [*es, *d[:5]])
     run = MarketRun(market, sealed_bids(node)[:2]).publish()
     task = run.task_id
     b0 = run.bids[0]
+    args = assert_reverts(market, lambda: market.commit_bid(d[5], task, keccak(b"z")), "NotServer")
+    assert args == (d[5],)
     assert_reverts(market, lambda: market.commit_bid(es[0], task, bytes(32)), "InvalidCommitment")
     market.commit_bid(es[0], task, b0.commitment(task))
     args = assert_reverts(
@@ -413,7 +417,7 @@ def test_bidding_reverts(node: ChainNode, market: FLMarketClient) -> None:
         market, lambda: reveal(es[0], task, b0.bid, b0.data_size, b0.emd_ppm, b0.salt), "WrongPhase"
     )
     assert args == (node.block_number + 1, run.terms.commit_deadline, run.terms.reveal_deadline)
-    # bidders whose sealed bids are out of the bid space or unusable (any address may bid)
+    # bidders whose sealed bids are out of the bid space or unusable
     bad = [
         Sealed(d[0], BID_LOW - 1, 100, 0, keccak(b"a")),
         Sealed(d[1], BID_HIGH + 1, 100, 0, keccak(b"b")),

@@ -114,29 +114,35 @@ def test_the_last_revealer_cannot_veto_the_award_by_withholding(
     assert market.task(run.task_id).status == TaskStatus.AWARDED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: anyone may commit and reveal, and every revealer votes. Four outsiders "
-    "(no stake, bids inside the bid space) out-vote the three candidate ESs and award "
-    "themselves the escrow; even one outsider makes the revealed profile longer than the "
-    "mechanism's S, so the honest ESs cannot compute an outcome (compute_award raises). "
-    "docs/contracts.md admits 'does not resist Sybils'. Fix: the terms (or a registry) name the "
-    "eligible bidders, e.g. the staked validators, and commitBid rejects others.",
-)
 def test_outsiders_cannot_bid_or_outvote_the_candidate_ess(
     node: ChainNode, market: FLMarketClient
 ) -> None:
-    honest = sealed(node.servers)
-    sybils = sealed(node.devices[:4], b"sybil")
-    run = MarketRun(market, honest + sybils, min_bidders=3).publish().commit().reveal()
-    assert market.task(run.task_id).revealed == 7
-    loot = ascending([s.server for s in sybils])
-    for s in sybils:  # 4 of 7 revealers: a majority
-        if market.task(run.task_id).status == TaskStatus.OPEN:
-            market.submit_outcome(s.server, run.task_id, loot, [REWARD // 4] * 4)
-    task = market.task(run.task_id)
-    assert task.status == TaskStatus.OPEN, f"Sybils took the award: {task.winners}"
+    """Found by review: anyone could commit and reveal, and every revealer voted, so four
+    outsiders out-voted the three candidate ESs and awarded themselves the escrow. Only the
+    edge servers named at deployment may bid now; an outsider's commitment is refused."""
+    run = MarketRun(market, sealed(node.servers), min_bidders=3).publish()
+    for s in sealed(node.devices[:4], b"sybil"):
+        args = assert_reverts(
+            market,
+            lambda s=s: market.commit_bid(s.server, run.task_id, s.commitment(run.task_id)),
+            "NotServer",
+        )
+        assert args == (s.server,)
+    run.commit().reveal()
+    assert market.task(run.task_id).revealed == 3
     assert_conserved(market)
+
+
+def test_a_market_needs_distinct_nonzero_servers(node: ChainNode) -> None:
+    zero = "0x" + "00" * 20
+    for servers, error in (
+        ([], "InvalidTerms"),
+        ([node.servers[0], node.servers[0]], "InvalidRecipient"),
+        ([zero], "InvalidRecipient"),
+    ):
+        with pytest.raises(ContractRevert) as info:
+            FLMarketClient.deploy(node, node.requester, servers)
+        assert info.value.error_name == error
 
 
 @pytest.mark.xfail(
