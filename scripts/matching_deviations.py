@@ -2,7 +2,7 @@
 
     python scripts/matching_deviations.py --size 3x3x3 --markets 100 --opt-markets 10 \
         --seed 0 --json results/matching/deviations_3x3x3.json
-    python scripts/matching_deviations.py --size 6x8x10 --markets 20 --opt-markets 0 \
+    python scripts/matching_deviations.py --size 6x8x10 --markets 50 --opt-markets 0 \
         --seed 0 --json results/matching/deviations_6x8x10.json
 
 **Markets.** ``--markets`` truthful markets of size L×M×N drawn one after another by
@@ -10,8 +10,9 @@
 ``numpy.random.default_rng(seed)``.
 
 **Pair deviations (§3, Theorem 4).** In each market the tested pairs are every Subopt winner and
-one random losing triple (drawn from ``default_rng(seed + 1)``). A pair reports each joint bid on
-``linspace(0, v_l, 101)`` to its buyer, everything else truthful
+one random losing triple (drawn from ``default_rng(seed + 1)``). A pair reports each joint bid of
+:func:`pair_grid` (``linspace(0, v_l, 101)`` and its true joint bid J ± geomspace(1e-3, J, 20))
+to its buyer, everything else truthful
 (:func:`tbcim.matching.deviations.best_pair_deviation`). Gain = best utility − truthful utility.
 Four variants: Subopt's payment ``paper`` (25) or ``critical``, each on the market as drawn (the
 pair can serve every buyer: multi-minded) and on the market where the pair is made
@@ -58,6 +59,7 @@ from tbcim.results import machine_label, write_json
 GAIN_TOL = 1e-9
 VARIANTS = ("as_drawn", "single_minded")
 PAIR_POINTS = 101
+PAIR_NEAR = 20
 SELLER_UNDERBIDS = (-0.75, -0.5, -0.25)
 SELLER_OVERBIDS = 40
 PAIR_MECHANISMS: dict[str, Mechanism] = {
@@ -80,6 +82,14 @@ def seller_shifts(bid: float, valuation: float) -> np.ndarray:
     return np.concatenate([under, np.geomspace(1e-3, valuation, SELLER_OVERBIDS)])
 
 
+def pair_grid(joint: float, valuation: float) -> np.ndarray:
+    """The joint bids a pair with true joint bid ``joint`` tries: ``linspace(0, v_l, 101)`` and
+    ``joint`` ± geomspace(1e-3, joint, 20), inside [0, v_l]."""
+    near = np.geomspace(1e-3, max(joint, 2e-3), PAIR_NEAR)
+    grid = np.concatenate([np.linspace(0.0, valuation, PAIR_POINTS), joint - near, joint + near])
+    return np.unique(grid[(grid >= 0.0) & (grid <= valuation)])
+
+
 def pair_records(
     market: MatchingMarket, triples: list[tuple[int, int, int]], winners: int
 ) -> list[dict[str, Any]]:
@@ -87,7 +97,7 @@ def pair_records(
     are Subopt's winners, the rest losers."""
     records = []
     for i, triple in enumerate(triples):
-        grid = np.linspace(0.0, market.valuations[triple[0]], PAIR_POINTS)
+        grid = pair_grid(float(market.joint_bids[triple]), float(market.valuations[triple[0]]))
         variants = dict(zip(VARIANTS, (market, single_minded(market, triple, "pair")), strict=True))
         for mech_name, mechanism in PAIR_MECHANISMS.items():
             for variant, true_market in variants.items():

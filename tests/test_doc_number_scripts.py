@@ -147,3 +147,10 @@ def test_matching_main_rejects_bad_flags(dev: ModuleType, tmp_path: Path) -> Non
     for bad in (["--size", "3x3"], ["--markets", "0"], ["--markets", "2", "--opt-markets", "3"]):
         with pytest.raises(SystemExit):
             dev.main([*bad, "--json", out])
+
+
+def test_pair_grid_spans_zero_to_v_and_comes_within_1e3_of_the_truth(dev: ModuleType) -> None:
+    grid = dev.pair_grid(3.0, 80.0)
+    assert grid[0] == 0.0 and grid[-1] == 80.0 and np.all(np.diff(grid) > 0)
+    assert np.any(np.isclose(grid, 3.001)) and np.any(np.isclose(grid, 2.999))
+    assert np.all(dev.pair_grid(90.0, 80.0) <= 80.0)
