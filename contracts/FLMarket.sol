@@ -108,6 +108,10 @@ contract FLMarket {
     }
 
     uint256 private constant PPM = 1_000_000;
+    /// @notice Share of its award (ppm) each winner is paid when the requester never names the
+    ///         task's aggregator: it saw the outcome and walked away, and the winners bid for
+    ///         nothing.
+    uint256 public constant DEFAULT_FEE_PPM = 100_000;
     /// @notice θ (26) is the L1 distance of two label distributions, so it lies in [0, 2].
     uint256 private constant MAX_EMD_PPM = 2 * PPM;
 
@@ -140,6 +144,8 @@ contract FLMarket {
     event TaskPublished(uint256 indexed taskId, address indexed requester, uint256 escrow, TaskTerms terms);
     /// @notice The requester cancelled an Open task, or a task expired.
     event TaskCancelled(uint256 indexed taskId, address indexed by, bool expired);
+    /// @notice The requester never named the aggregator: a winner was paid `fee` of its award.
+    event RequesterDefaulted(uint256 indexed taskId, address indexed server, uint256 fee);
     /// @notice Step 2: a sealed bid.
     event BidCommitted(uint256 indexed taskId, address indexed bidder, bytes32 commitment);
     /// @notice Step 2: an opened bid; `salt` lets anyone recompute the seed.
@@ -301,6 +307,8 @@ contract FLMarket {
 
     /// @notice Anyone expires a task whose outcome (Open past awardDeadline) or acceptances
     ///         (Awarded past acceptDeadline) did not arrive in time; the escrow is refunded.
+    ///         If the requester never named the aggregator, no winner could accept: each winner
+    ///         is paid DEFAULT_FEE_PPM of its award from the escrow, and the rest is refunded.
     function expireTask(uint256 taskId) external {
         Task storage t = _task(taskId, Status.None);
         uint256 deadline;
@@ -308,7 +316,19 @@ contract FLMarket {
         else if (t.status == Status.Awarded) deadline = t.terms.acceptDeadline;
         else revert WrongStatus(taskId, t.status);
         if (block.number <= deadline) revert TooEarly(block.number, deadline);
-        _cancel(taskId, t, true);
+        uint256 fees;
+        if (t.status == Status.Awarded && t.aggregator == address(0)) {
+            address[] storage winners = t.winners;
+            for (uint256 i; i < winners.length; ++i) {
+                uint256 fee = paymentOf[taskId][winners[i]] * DEFAULT_FEE_PPM / PPM;
+                balanceOf[winners[i]] += fee;
+                fees += fee;
+                emit RequesterDefaulted(taskId, winners[i], fee);
+            }
+        }
+        t.status = Status.Cancelled;
+        emit TaskCancelled(taskId, msg.sender, true);
+        _refund(taskId, t, t.escrow - fees);
     }
 
     // ------------------------------------------------------------------ step 2: sealed bids

@@ -823,7 +823,7 @@ def test_a_reentrant_ed_is_paid_once(node: ChainNode, market: FLMarketClient) ->
     assert_conserved(market, [claimer.address])
 
 
-ENDINGS = ("met", "missed", "forfeit", "unaccepted", "cancelled")
+ENDINGS = ("met", "missed", "forfeit", "unaccepted", "no_aggregator", "cancelled")
 
 
 def split(data: st.DataObject, total: int, parts: int) -> list[int]:
@@ -835,9 +835,10 @@ def split(data: st.DataObject, total: int, parts: int) -> list[int]:
 @given(data=st.data())
 def test_random_tasks_pay_out_exactly_what_the_story_says(data: st.DataObject) -> None:
     """Random rewards, bidders, outcomes, ED lists and endings (target met or missed, forfeit,
-    a winner that never accepts, a cancelled task); claims and withdrawals in random order and
-    amounts. The contract stays solvent to the wei after every phase, and each account's payout
-    (its Withdrawn and DevicePaid logs) is what the story computes in Python."""
+    a winner that never accepts, a requester that never names the aggregator, a cancelled
+    task); claims and withdrawals in random order and amounts. The contract stays solvent to
+    the wei after every phase, and each account's payout (its Withdrawn and DevicePaid logs)
+    is what the story computes in Python."""
     node = ChainNode.embedded(n_servers=4, n_devices=6, seed=data.draw(st.integers(0, 9)))
     node.use_artifacts(artifacts())
     market = FLMarketClient.deploy(node, node.requester)
@@ -863,7 +864,17 @@ def test_random_tasks_pay_out_exactly_what_the_story_says(data: st.DataObject) -
         n_winners = data.draw(st.integers(1, len(revealers)))
         winners = ascending(data.draw(st.permutations(revealers))[:n_winners])
         payments = split(data, min(reward, 10**17), n_winners)
-        run.award(winners, payments).set_aggregator(stub_aggregator(node))
+        run.award(winners, payments)
+        if ending == "no_aggregator":  # the requester walks away: 10 % of each award is owed
+            advance_past(node, run.terms.accept_deadline)
+            market.expire_task(node.devices[0], run.task_id)
+            fees = [p // 10 for p in payments]
+            for w, fee in zip(winners, fees, strict=True):
+                owe(w, fee)
+            owe(node.requester, reward - sum(fees))
+            payments, winners = [], []
+        else:
+            run.set_aggregator(stub_aggregator(node))
         accepting = winners[:-1] if ending == "unaccepted" else winners
         for w, p in zip(winners, payments, strict=True):
             if w not in accepting:
@@ -871,7 +882,9 @@ def test_random_tasks_pay_out_exactly_what_the_story_says(data: st.DataObject) -
             eds = data.draw(st.permutations(node.devices))[: data.draw(st.integers(1, min(6, p)))]
             run.accept({w: (list(eds), split(data, p, len(eds)))})
         assert_conserved(market)
-        if ending == "unaccepted":
+        if ending == "no_aggregator":
+            pass
+        elif ending == "unaccepted":
             advance_past(node, run.terms.accept_deadline)
             market.expire_task(node.devices[0], run.task_id)
             owe(node.requester, reward)
