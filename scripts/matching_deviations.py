@@ -27,8 +27,9 @@ the market as drawn and with the seller made single-minded; Opt with the proport
 MILPs per call, about 0.1 s at 3×3×3).
 
 A deviation "gains" when its gain exceeds 1e-9. Grids can miss a narrow winning window, so each
-count is a lower bound on the true number. The JSON holds every tested deviation and a summary per
-variant: tested, gained, share, max and median gain among the gainers.
+count is a lower bound on the true number. The JSON holds a summary per variant: tested, gained,
+share, max and median gain among the gainers; the CSV next to it (same name, ``.csv``) holds every
+deviation that gained, with its market index, triple, gain and best misreport.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import argparse
 import functools
 import itertools
 import statistics
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,7 +55,7 @@ from tbcim.matching.model import MatchingMarket
 from tbcim.matching.opt import opt
 from tbcim.matching.scenario import ScenarioConfig, generate
 from tbcim.matching.subopt import subopt
-from tbcim.results import machine_label, write_json
+from tbcim.results import machine_label, write_csv, write_json
 
 GAIN_TOL = 1e-9
 VARIANTS = ("as_drawn", "single_minded")
@@ -205,7 +206,8 @@ def _print(title: str, summary: dict[str, dict[str, Any]]) -> None:
 
 
 def report(args: argparse.Namespace, argv: list[str] | None, result: dict[str, Any]) -> dict:
-    """The JSON report: the run's settings, provenance and :func:`measure`'s result."""
+    """The JSON report: the run's settings, provenance and :func:`measure`'s summaries (the
+    deviations themselves go to the CSV, see :func:`gainers`)."""
     return {
         "size": list(args.size),
         "markets": args.markets,
@@ -214,11 +216,23 @@ def report(args: argparse.Namespace, argv: list[str] | None, result: dict[str, A
         "gain_tol": GAIN_TOL,
         "machine": machine_label(),
         **provenance("scripts/matching_deviations.py", argv, None, scenario=ScenarioConfig()),
-        **result,
+        **{k: v for k, v in result.items() if k.endswith("summary") or "_summary_" in k},
     }
 
 
-def main(argv: list[str] | None = None, out: Callable[[str, Any], object] = write_json) -> int:
+def gainers(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every tested deviation that gained (gain > GAIN_TOL), pairs then sellers, one CSV row each
+    (``triple`` as "l/m/n"); the others are reproduced by the command."""
+    rows = []
+    for kind in ("pairs", "sellers"):
+        for record in result[kind]:
+            if record["gain"] > GAIN_TOL:
+                triple = "/".join(str(x) for x in record["triple"])
+                rows.append({"deviation": kind[:-1], **record, "triple": triple})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--size", type=_size, default=(3, 3, 3), help="LxMxN, e.g. 3x3x3")
     parser.add_argument("--markets", type=int, default=100)
@@ -232,7 +246,10 @@ def main(argv: list[str] | None = None, out: Callable[[str, Any], object] = writ
     _print("pair deviations, Subopt winners:", result["pairs_summary_winners"])
     _print("pair deviations, winners + one random loser per market:", result["pairs_summary_all"])
     _print("seller deviations (winning sellers):", result["sellers_summary"])
-    print(f"wrote {out(args.json_out, report(args, argv, result))}")
+    csv_out = Path(args.json_out).with_suffix(".csv")
+    write_json(args.json_out, report(args, argv, result))
+    write_csv(csv_out, gainers(result))
+    print(f"wrote {args.json_out} and {csv_out}")
     return 0
 
 

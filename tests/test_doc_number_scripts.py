@@ -3,6 +3,7 @@ scripts/matching_deviations.py, on small markets against independent recomputati
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import sys
@@ -154,3 +155,22 @@ def test_pair_grid_spans_zero_to_v_and_comes_within_1e3_of_the_truth(dev: Module
     assert grid[0] == 0.0 and grid[-1] == 80.0 and np.all(np.diff(grid) > 0)
     assert np.any(np.isclose(grid, 3.001)) and np.any(np.isclose(grid, 2.999))
     assert np.all(dev.pair_grid(90.0, 80.0) <= 80.0)
+
+
+def test_matching_main_writes_summaries_and_every_gainer_to_csv(
+    dev: ModuleType, tmp_path: Path
+) -> None:
+    out = tmp_path / "d.json"
+    argv = ["--size", "2x2x2", "--markets", "2", "--opt-markets", "0", "--seed", "5"]
+    assert dev.main([*argv, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["command"] == "python scripts/matching_deviations.py " + " ".join(
+        [*argv, "--json", str(out)]
+    )
+    assert "pairs" not in report and "sellers" not in report
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    for kind, summary in (("pair", "pairs_summary_all"), ("seller", "sellers_summary")):
+        for variant, s in report[summary].items():
+            mine = [r for r in rows if r["deviation"] == kind and r["variant"] == variant]
+            assert len(mine) == s["gained"]
+            assert all(float(r["gain"]) > dev.GAIN_TOL for r in mine)
