@@ -15,7 +15,7 @@ No-IM without attackers on non-IID and IID data (Fig. 5).
 **Chains.** The accuracy runs execute on anvil (a real EVM node; started per job): the same
 contract calls and the same global-model hashes as the embedded py-evm chain
 (``tests/fl/test_onchain.py``), several times faster. The time and gas of a round are measured
-on the embedded chain (``make demo``'s), on ``--timing-rounds`` rounds of ``ours`` at the first
+on the embedded chain (the demos'), on ``--timing-rounds`` rounds of ``ours`` at the first
 seed.
 
 **Numbers.** Every accuracy is the task test accuracy after the last round, mean and sample
