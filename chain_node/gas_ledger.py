@@ -52,13 +52,14 @@ class GasLedger:
         ]
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """``"Contract.function"`` → calls, mean, min, max gasUsed."""
+        """``"Contract.function"`` → calls, total, mean, min, max gasUsed."""
         groups: dict[str, list[int]] = {}
         for e in self.entries:
             groups.setdefault(f"{e.contract}.{e.function}", []).append(e.gas_used)
         return {
             key: {
                 "calls": len(gas),
+                "total": int(sum(gas)),
                 "mean": float(np.mean(gas)),
                 "min": int(min(gas)),
                 "max": int(max(gas)),

@@ -148,13 +148,10 @@ class TaskResult:
 
 
 def gas_by_function(ledger: GasLedger, start: int) -> dict[str, dict[str, int]]:
-    """Gas of the ledger's entries from ``start`` on, per ``Contract.function``."""
-    out: dict[str, dict[str, int]] = {}
-    for e in ledger.entries[start:]:
-        row = out.setdefault(f"{e.contract}.{e.function}", {"calls": 0, "gas": 0})
-        row["calls"] += 1
-        row["gas"] += e.gas_used
-    return dict(sorted(out.items()))
+    """Calls and total gas of the ledger's entries from ``start`` on, per ``Contract.function``
+    (:meth:`GasLedger.summary` of that slice)."""
+    rows = GasLedger(ledger.entries[start:]).summary()
+    return {key: {"calls": int(r["calls"]), "gas": int(r["total"])} for key, r in rows.items()}
 
 
 def eval_set_hash(task: FLTask) -> bytes:
