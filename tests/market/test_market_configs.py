@@ -23,6 +23,8 @@ from tbcim.market.outcome import load_mechanism
 from tbcim.market.selection import eds_per_server
 from tbcim.market.training import CANDIDATES
 
+from .config_files import write_toml
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "market"
 DEFAULT = CONFIGS / "default.toml"
@@ -133,24 +135,6 @@ def bad_raw(table: str, key: str, value: Any) -> dict[str, Any]:
     if (table, key) == ("chain", "servers"):
         raw["market"]["model"] = "results/ranet-exact/tbcim-5.pt"
     return raw
-
-
-def write_toml(path: Path, raw: dict[str, Any]) -> Path:
-    def literal(value: Any) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, str):
-            return '"' + value + '"'
-        if isinstance(value, list | tuple):
-            return "[" + ", ".join(literal(v) for v in value) + "]"
-        return repr(value)
-
-    lines = []
-    for table, values in raw.items():
-        lines.append(f"[{table}]")
-        lines += [f"{k} = {literal(v)}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def validate(config: MarketConfig) -> None:

@@ -29,6 +29,8 @@ from tbcim.market.outcome import Award
 from tbcim.market.run import run_market
 from tbcim.results import write_json
 
+from .config_files import write_toml
+
 TBCIM = str(Path(sys.executable).parent / "tbcim")
 # 3 ESs (ranet-exact tbcim-3) with 2-3 candidate EDs, two tasks of two rounds, a low target so
 # that the tasks pay and the settlement has something to reconcile.
@@ -45,15 +47,6 @@ def small(rounds: int = 2, **market: Any) -> MarketConfig:
     raw["market"].update(market)
     raw["fl"]["global_rounds"] = rounds
     return MarketConfig.from_dict(raw)
-
-
-def write_config(path: Path, config: dict[str, Any]) -> Path:
-    lines = []
-    for table, values in config.items():
-        lines.append(f"[{table}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def run_into(folder: Path, config: MarketConfig, rpc_url: str | None = None) -> dict[str, Any]:
@@ -266,7 +259,7 @@ def test_a_chain_that_stops_answering_is_named_and_recorded(tmp_path: Path) -> N
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
-    return write_config(tmp_path / "small.toml", SMALL)
+    return write_toml(tmp_path / "small.toml", SMALL)
 
 
 def _wait_for_step(progress: Path, step: str, proc: subprocess.Popen[bytes]) -> None:
@@ -334,7 +327,7 @@ def test_retrain_and_resume_flag_errors(
 ) -> None:
     analytic = json.loads(json.dumps(SMALL))
     analytic["market"]["mechanism"] = "vcg"
-    path = write_config(tmp_path / "vcg.toml", analytic)
+    path = write_toml(tmp_path / "vcg.toml", analytic)
     out = tmp_path / "out"
     assert main(["market", "run", "--config", str(path), "--retrain", "--out", str(out)]) == 2
     assert "--retrain: vcg is analytic" in capsys.readouterr().err
@@ -351,7 +344,7 @@ def test_a_partition_that_cannot_be_drawn_is_refused_before_the_folder(
     crowded = json.loads(json.dumps(SMALL))
     crowded["selection"] = {"min_eds": 10, "max_eds": 10}
     crowded["fl"]["min_samples"] = 50
-    path = write_config(tmp_path / "crowded.toml", crowded)
+    path = write_toml(tmp_path / "crowded.toml", crowded)
     out = tmp_path / "out"
     assert main(["market", "run", "--config", str(path), "--out", str(out)]) == 2
     assert "fl.min_samples" in capsys.readouterr().err
