@@ -3,7 +3,7 @@
 The flow (an arrow points from a layer to the layers that may import it):
 
     contracts <- chain_node <- tbcim.{blockchain, lower, auction, fl, matching} <- tbcim.market
-              <- tbcim.cli / scripts
+              <- tbcim.figures <- tbcim.cli / scripts
 
 * The base layer (``tbcim`` itself, ``tbcim.errors``, ``tbcim.results``, ``tbcim.seeding``,
   ``tbcim.configfile``) imports nothing else from the project and may be imported by everyone.
@@ -42,8 +42,9 @@ LAYERS: dict[str, int] = {
     "tbcim.fl": 2,
     "tbcim.matching": 2,
     "tbcim.market": 3,
-    "tbcim.cli": 4,
-    "scripts": 4,
+    "tbcim.figures": 4,
+    "tbcim.cli": 5,
+    "scripts": 5,
 }
 #: The only imports allowed between two groups of the same layer.
 SIDEWAYS = frozenset({("tbcim.auction", "tbcim.lower"), ("tbcim.fl", "tbcim.blockchain")})

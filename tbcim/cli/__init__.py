@@ -14,10 +14,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tbcim.cli import auction, fl, market, matching, pricing
+from tbcim.cli import auction, figures, fl, market, matching, pricing
 from tbcim.errors import TbcimError
 
-COMMANDS = (pricing, auction, matching, fl, market)
+COMMANDS = (pricing, auction, matching, fl, market, figures)
 
 
 def build_parser() -> argparse.ArgumentParser:
