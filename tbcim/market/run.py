@@ -163,6 +163,28 @@ def eval_set_hash(task: FLTask) -> bytes:
     return hashlib.sha256(x.tobytes() + y.tobytes()).digest()
 
 
+def calibrate_g_e(node: ChainNode, config: MarketConfig, task: FLTask) -> float:
+    """g_e before the first task: one synthetic round of ``market.calibration_eds`` EDs on an
+    aggregator of ``task``'s model size and settings, on ``node`` (later tasks re-measure it
+    from their own FL receipts)."""
+    from tbcim.blockchain.smoke import TaskOnChain
+
+    k = min(config.terms.calibration_eds, len(node.devices))
+    agg = config.training.run.chain.aggregator(task.num_params)
+    settings = {
+        f.name: getattr(agg, f.name)
+        for f in dataclasses.fields(agg)
+        if f.name not in ("num_params", "max_workers")
+    }
+    start = len(node.ledger.entries)
+    sizes = [int(n) for n in task.data_sizes[:k]]
+    probe = TaskOnChain(
+        node, task.num_params, node.devices[:k], sizes, seed=config.seed, **settings
+    )
+    probe.run_round()
+    return GasLedger(node.ledger.entries[start:]).g_e()
+
+
 @dataclass(frozen=True)
 class MarketSetup:
     """What a market needs before its chain: the mechanism, the candidate EDs of every ES and
@@ -260,39 +282,13 @@ class MarketRun:
             self.node.keep_logs("FLMarket")  # for chain/market_logs.json (verify)
             self.market = FLMarketClient.deploy(self.node, self.node.requester)
             self.market_block = self.node.block_number
-            self.g_e = self._calibrate()
+            self.g_e = calibrate_g_e(self.node, self.config, self.base_task)
         self._step(None, "calibration", round(self.g_e), f"g_e measured on chain: {self.g_e:,.0f}")
         for t in range(c.terms.tasks):
             self.log(f"task {t + 1}/{c.terms.tasks}")
             self.results.append(self.run_task(t))
         self.folder.complete()
         return self.summary()
-
-    def _calibrate(self) -> float:
-        """g_e before the first task: one synthetic round of ``calibration_eds`` EDs on an
-        aggregator of the task's model size and settings (later tasks re-measure it from their
-        own FL receipts)."""
-        from tbcim.blockchain.smoke import TaskOnChain
-
-        k = min(self.config.terms.calibration_eds, len(self.node.devices))
-        agg = self.config.training.run.chain.aggregator(self.base_task.num_params)
-        settings = {
-            f.name: getattr(agg, f.name)
-            for f in dataclasses.fields(agg)
-            if f.name not in ("num_params", "max_workers")
-        }
-        start = len(self.node.ledger.entries)
-        sizes = [int(n) for n in self.base_task.data_sizes[:k]]
-        probe = TaskOnChain(
-            self.node,
-            self.base_task.num_params,
-            self.node.devices[:k],
-            sizes,
-            seed=self.config.seed,
-            **settings,
-        )
-        probe.run_round()
-        return GasLedger(self.node.ledger.entries[start:]).g_e()
 
     def run_task(self, t: int) -> TaskResult:
         c, node = self.config, self.node
