@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,103 +40,19 @@ import numpy as np
 
 from tbcim.configfile import check_seeds, int_list, provenance
 from tbcim.errors import ConfigError
-from tbcim.fl.onchain import rejection_counts
-from tbcim.market.training import TrainingConfig, TrainingRun, run_training
+from tbcim.figures.fl_runs import (
+    RUNS,
+    central_accuracy,
+    failure_window,
+    run_all,
+    run_config,
+    run_summary,
+)
+from tbcim.market.training import TrainingConfig, run_training
 from tbcim.results import write_json
 
-#: Ideal is plain FedAvg of everyone: no attackers, so no verification to lose honest updates to.
-NO_DEFENCE = {
-    "chain.reference_epsilon": -1.0,
-    "chain.history_epsilon": -1.0,
-    "chain.norm_bound": 4000.0,
-    "chain.clip": 0.0,
-}
-#: run name -> dotted overrides of the config.
-RUNS: dict[str, dict[str, Any]] = {
-    "ideal": {"selection.strategy": "ideal", "fl.attack": "none", **NO_DEFENCE},
-    "ours": {},
-    "no_im": {"selection.strategy": "no_im"},
-    "greedy": {"selection.strategy": "greedy"},
-    "ours_no_attack": {"fl.attack": "none"},
-    "ours_scaling": {"fl.attack": "scaling"},
-    "ours_noise": {"fl.attack": "noise"},
-    "ours_copy": {"fl.attack": "copy"},
-    "ours_label_flip": {"fl.attack": "label_flip"},
-    "ours_failure": {},  # + the failure window, set from δg in run_config
-    "non_iid": {"selection.strategy": "no_im", "fl.attack": "none"},
-    "iid": {"selection.strategy": "no_im", "fl.attack": "none", "fl.partition": "iid"},
-}
 ATTACK_RUNS = {"sign_flip": "ours", "scaling": "ours_scaling", "noise": "ours_noise"}
 ATTACK_RUNS["copy"] = "ours_copy"
-FAILED_SHARE = 0.2  # of the ESs, in rounds [0.15 δg, 0.30 δg)
-
-
-def run_config(base: TrainingConfig, name: str, seed: int) -> TrainingConfig:
-    """The config of run ``name`` at ``seed``."""
-    config = base.replace(**{**RUNS[name], "fl.seed": seed})
-    if name == "ours_failure":
-        rounds = config.run.fl.global_rounds
-        servers = config.run.chain.servers
-        down = max(1, round(FAILED_SHARE * servers))
-        failed = np.random.default_rng(seed).choice(servers, size=down, replace=False)
-        config = config.replace(
-            **{
-                "failure.servers": tuple(sorted(int(s) for s in failed)),
-                "failure.start": round(0.15 * rounds),
-                "failure.end": round(0.30 * rounds),
-            }
-        )
-    return config
-
-
-def one_run(config: TrainingConfig, label: str) -> dict[str, Any]:
-    """One run on a fresh anvil node; the record of every round, as plain data."""
-    from chain_node.anvil import running_anvil
-    from chain_node.node import ChainNode
-
-    servers, seed = config.run.chain.servers, config.run.fl.seed
-
-    def progress(rec: Any) -> None:
-        print(
-            f"[{label}] round {rec.round + 1:>3}: acc {rec.accuracy:.4f} "
-            f"included {len(rec.accepted)}/{len(rec.participants)} "
-            f"train {rec.train_seconds:.1f}s chain {rec.chain_seconds:.1f}s",
-            flush=True,
-        )
-
-    with running_anvil("--gas-limit", "30000000", accounts=1 + servers + 60) as url:
-        run = run_training(
-            config,
-            lambda n: ChainNode.connect(url, n_servers=servers, n_devices=n, seed=seed),
-            progress,
-        )
-    return _summary(run)
-
-
-def _summary(run: TrainingRun) -> dict[str, Any]:
-    """A run's figures; a round's seconds are its training plus its chain work (no setup)."""
-    records = run.records
-    attackers = set(run.attackers)
-    reasons: dict[str, dict[str, int]] = {"malicious": {}, "honest": {}}
-    for r in records:
-        for ed, why in r.rejected.items():
-            side = reasons["malicious" if ed in attackers else "honest"]
-            side[why] = side.get(why, 0) + 1
-    return {
-        "candidates": run.candidates,
-        "workers": list(run.workers),
-        "attackers": list(run.attackers),
-        "accuracy": [r.accuracy for r in records],
-        "final_accuracy": records[-1].accuracy,
-        "final_model_hash": records[-1].model_hash,
-        "malicious": list(rejection_counts(records, attackers, malicious=True)),
-        "honest": list(rejection_counts(records, attackers, malicious=False)),
-        "rejected_reasons": reasons,
-        "gas_per_round": float(np.mean([r.gas for r in records])),
-        "train_s_per_round": float(np.mean([r.train_seconds for r in records])),
-        "chain_s_per_round": float(np.mean([r.chain_seconds for r in records])),
-        "s_per_round": float(np.mean([r.train_seconds + r.chain_seconds for r in records])),
-    }
 
 
 def timing_run(config: TrainingConfig, rounds: int) -> dict[str, Any]:
@@ -150,19 +64,9 @@ def timing_run(config: TrainingConfig, rounds: int) -> dict[str, Any]:
     run = run_training(
         short, lambda n: ChainNode.embedded(n_servers=servers, n_devices=n, seed=seed), None
     )
-    out = _summary(run)
+    out = run_summary(run)
     out["workers_per_round"] = float(np.mean([len(r.participants) for r in run.records]))
     return out
-
-
-def central_accuracy(config: TrainingConfig) -> float:
-    """Central training on all training data, one epoch per round: the ceiling."""
-    from tbcim.fl.central import train_central
-    from tbcim.fl.task import build_task
-
-    fl = dataclasses.replace(config.run.fl, attack="none")
-    task = build_task(fl, n_eds=config.run.chain.servers * config.min_eds)
-    return train_central(task, fl.global_rounds).accuracy[-1]
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -331,10 +235,6 @@ def kept_runs(
     return {"runs": runs, **({"timing": earlier["timing"]} if "timing" in earlier else {})}
 
 
-def _job(args: tuple[TrainingConfig, str]) -> dict[str, Any]:
-    return one_run(*args)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("configs/bench/fl.toml"))
@@ -369,17 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
     jobs = [(configs[key], f"{key[0]} seed {key[1]}") for key in configs]
-    if args.jobs == 1:
-        done = list(map(_job, jobs))
-    else:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            done = list(pool.map(_job, jobs))
+    done = run_all(jobs, args.jobs)
     for (name, seed), result in zip(configs, done, strict=True):
         results[name][seed] = result
     for name, by_seed in kept.get("runs", {}).items():
         results.setdefault(name, by_seed)
     results = {name: results[name] for name in RUNS if name in results}  # in RUNS order
-    central = [central_accuracy(base.replace(**{"fl.seed": s})) for s in seeds]
+    central = [central_accuracy(base.replace(**{"fl.seed": s}))[-1] for s in seeds]
     out = aggregate(results, seeds, central)
     if args.timing_rounds:
         timing = timing_run(run_config(base, "ours", seeds[0]), args.timing_rounds)
@@ -404,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             args.png,
             curves,
             out["central_final_accuracy"],
-            (round(0.15 * rounds), round(0.30 * rounds)),
+            failure_window(rounds),
         )
     for goal, check in out["goals"].items():
         print(f"{'PASS' if check['met'] else 'MISS'}  {goal}: {check['value']:.4f}")

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 TBCIM = "TBCIM"
 SECOND = "FL service market (reverse auction)"
@@ -113,3 +117,12 @@ class FigureSpec:
         module, _, function = self.maker.partition(":")
         claim: Claim = getattr(importlib.import_module(module), function)(ctx)
         return claim
+
+
+def in_processes(function: Callable[[T], R], jobs: Sequence[T], workers: int) -> list[R]:
+    """``[function(job) for job in jobs]``, ``workers`` processes at a time (``function`` must be
+    a module-level function: it is pickled)."""
+    if workers == 1 or len(jobs) <= 1:
+        return [function(job) for job in jobs]
+    with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+        return list(pool.map(function, jobs))
