@@ -56,7 +56,7 @@ from __future__ import annotations
 import csv
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,23 @@ def _publish(ctx: FigureContext, folder: Path, stem: str, png: bool = True) -> N
     shutil.copyfile(folder / f"{stem}.csv", ctx.path(".csv"))
     if png:
         shutil.copyfile(folder / f"{stem}.png", ctx.path(".png"))
+
+
+Verdict = Callable[[Sequence[Mapping[str, Any]], Sequence[int]], tuple[bool, dict[str, Any]]]
+
+
+def _figure(
+    ctx: FigureContext,
+    name: str,
+    verdict: Verdict,
+    claim: str,
+    conditions: Callable[[list[dict]], str],
+) -> Claim:
+    """Run the experiment ``name``, publish its CSV and PNG, and decide ``claim`` on its rows."""
+    rows, folder = _run(ctx, name)
+    _publish(ctx, folder, name)
+    reproduced, measured = verdict(rows, ctx.seeds)
+    return ctx.claim(claim, reproduced, measured, conditions(rows))
 
 
 def _fig4_run(ctx: FigureContext) -> tuple[list[dict], list[dict], Path]:
@@ -230,17 +247,17 @@ def table2_verdict(
 
 def table2(ctx: FigureContext) -> Claim:
     """Table II: running times (module docstring's rule)."""
-    rows, folder = _run(ctx, "table2")
-    _publish(ctx, folder, "table2")
-    reproduced, measured = table2_verdict(rows, ctx.seeds)
-    return ctx.claim(
+    return _figure(
+        ctx,
+        "table2",
+        table2_verdict,
         "the running time of Opt is about 10^2 to 10^6 times that of the other five methods, "
         "and Subopt has the same or lower level of running time as the baseline methods",
-        reproduced,
-        measured,
-        f"Python + HiGHS (Opt is a MILP) on this shared 2-core machine against the paper's "
-        f"MATLAB on an i7-11700F (Opt by enumeration); {_count(rows)} markets a size, seeds "
-        f"{_seeds_text(ctx.seeds)}; times include the payments",
+        lambda rows: (
+            "Python + HiGHS (Opt is a MILP) on this shared 2-core machine against the "
+            f"paper's MATLAB on an i7-11700F (Opt by enumeration); {_count(rows)} markets a size, "
+            f"seeds {_seeds_text(ctx.seeds)}; times include the payments"
+        ),
     )
 
 
@@ -294,19 +311,19 @@ def fig3_verdict(
 
 def fig3(ctx: FigureContext) -> Claim:
     """Fig. 3: total revenue of the six methods (module docstring's rule)."""
-    rows, folder = _run(ctx, "fig3")
-    _publish(ctx, folder, "fig3")
-    reproduced, measured = fig3_verdict(rows, ctx.seeds)
-    return ctx.claim(
+    return _figure(
+        ctx,
+        "fig3",
+        fig3_verdict,
         "Subopt approaches Opt and greatly outperforms HVPM, LCPM and RSBM: at 6/8/10 its "
         "revenue is only 2.25 % below Opt's (FOGA 1.5 %, HVPM 25.64 %, LCPM 49.70 %, RSBM "
         "47.30 %); the revenue rises with the number of participants, and Opt's, Subopt's and "
         "FOGA's growth slows down significantly after 5",
-        reproduced,
-        measured,
-        f"section VI-A markets, valuation per buyer (v ≈ 68-102 against joint bids ≈ 1.5-11, "
-        f"docs/matching.md §1, §6); {_count(rows)} markets a point, seeds "
-        f"{_seeds_text(ctx.seeds)}",
+        lambda rows: (
+            "section VI-A markets, valuation per buyer (v ≈ 68-102 against joint bids "
+            f"≈ 1.5-11, docs/matching.md §1, §6); {_count(rows)} markets a point, seeds "
+            f"{_seeds_text(ctx.seeds)}"
+        ),
     )
 
 
@@ -524,16 +541,17 @@ def fig5_verdict(
 
 def fig5(ctx: FigureContext) -> Claim:
     """Fig. 5: truthfulness sweeps at 8/10/12 (module docstring's rule)."""
-    rows, folder = _run(ctx, "fig5")
-    _publish(ctx, folder, "fig5")
-    reproduced, measured = fig5_verdict(rows, ctx.seeds)
-    return ctx.claim(
+    return _figure(
+        ctx,
+        "fig5",
+        fig5_verdict,
         "any individual seller or seller pair cannot obtain higher revenue by bidding "
         "untruthfully: Subopt holds the property of truthfulness",
-        reproduced,
-        measured,
-        f"one 8/10/12 market of section VI-A per seed (seeds {_seeds_text(ctx.seeds)}), the "
-        "winning pair with the largest margin, each sweep on a grid of 81 shifts plus the "
-        "truthful bid (a narrower gain window can be missed); the paper's payment (25) with "
-        "the proportional split decides; docs/matching.md §3.2, §4.1 and §4.4 explain the gains",
+        lambda _: (
+            f"one 8/10/12 market of section VI-A per seed (seeds "
+            f"{_seeds_text(ctx.seeds)}), the winning pair with the largest margin, each sweep on a "
+            "grid of 81 shifts plus the truthful bid (a narrower gain window can be missed); the "
+            "paper's payment (25) with the proportional split decides; docs/matching.md §3.2, "
+            "§4.1 and §4.4 explain the gains"
+        ),
     )
