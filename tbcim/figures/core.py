@@ -36,6 +36,7 @@ class Claim:
     measured: dict[str, Any]  # the numbers that decide ``reproduced``
     command: str  # the command that regenerates the figure
     conditions: str = ""  # what the result depends on (settings, attackers, scale)
+    summary: str = ""  # the deciding numbers in one line, for the README's table
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +74,12 @@ class FigureContext:
         return self.out / f"{self.name}{suffix}"
 
     def claim(
-        self, claim: str, reproduced: bool, measured: dict[str, Any], conditions: str = ""
+        self,
+        claim: str,
+        reproduced: bool,
+        measured: dict[str, Any],
+        conditions: str = "",
+        summary: str = "",
     ) -> Claim:
         """The current figure's :class:`Claim` (paper, figure and command filled in)."""
         assert self.spec is not None
@@ -85,6 +91,7 @@ class FigureContext:
             measured,
             self.command(self.spec.name),
             conditions,
+            summary,
         )
 
     def command(self, figure: str) -> str:
@@ -126,3 +133,8 @@ def in_processes(function: Callable[[T], R], jobs: Sequence[T], workers: int) ->
         return [function(job) for job in jobs]
     with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
         return list(pool.map(function, jobs))
+
+
+def pm(stats: dict[str, float], digits: int = 3) -> str:
+    """``{"mean": m, "std": s}`` as ``"m ± s"`` for a summary line."""
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tbcim.figures.core import Claim, FigureContext
+from tbcim.figures.core import Claim, FigureContext, pm
 from tbcim.figures.fl_runs import (
     BENCH_CONFIG,
     central_accuracy,
@@ -140,7 +140,7 @@ def fig5(ctx: FigureContext) -> Claim:
     plot_curves(ctx, runs, "Fig. 5: IID vs non-IID (No-IM, no attack)")
     area = {n: {s: float(np.mean(r["accuracy"])) for s, r in runs[n].items()} for n in runs}
     gaps = [area["iid"][s] - area["non_iid"][s] for s in ctx.seeds]
-    measured = {
+    measured: dict[str, Any] = {
         "mean_accuracy_over_rounds": {n: _stats(list(area[n].values())) for n in runs},
         "final_accuracy": {n: _stats(_final(runs[n])) for n in runs},
         "iid_minus_non_iid_per_seed": dict(zip(ctx.seeds, gaps, strict=True)),
@@ -151,6 +151,11 @@ def fig5(ctx: FigureContext) -> Claim:
         all(g > 0 for g in gaps),
         measured,
         _conditions(ctx) + "; No-IM (each ED joins with probability 0.5), no attackers",
+        f"accuracy averaged over the rounds: IID {pm(measured['mean_accuracy_over_rounds']['iid'])}"
+        f", non-IID {pm(measured['mean_accuracy_over_rounds']['non_iid'])}; final: IID "
+        f"{pm(measured['final_accuracy']['iid'])}, non-IID "
+        f"{pm(measured['final_accuracy']['non_iid'])}; central ceiling "
+        f"{pm(measured['central_final_accuracy'])}",
     )
 
 
@@ -174,7 +179,7 @@ def fig11(ctx: FigureContext) -> Claim:
         "ours_above_greedy": gaps["greedy"]["points"] > 0,
         "ours_above_no_im": gaps["no_im"]["points"] > 0,
     }
-    measured = {
+    measured: dict[str, Any] = {
         "final_accuracy": final,
         "ours_over_ideal": ratio,
         "ours_minus": gaps,
@@ -186,6 +191,9 @@ def fig11(ctx: FigureContext) -> Claim:
         all(parts.values()),
         measured,
         _conditions(ctx),
+        "final accuracy: "
+        + ", ".join(f"{n} {pm(final[n])}" for n in ("ideal", "ours", "greedy", "no_im"))
+        + f"; Ours/Ideal {ratio:.3f}; central ceiling {pm(measured['central_final_accuracy'])}",
     )
 
 
@@ -206,7 +214,7 @@ def fig12(ctx: FigureContext) -> Claim:
             "final_without_failure": without,
             "recovered": final >= before and final >= without - 0.02,
         }
-    measured = {
+    measured: dict[str, Any] = {
         "window_rounds": [start + 1, end],  # 1-based, inclusive
         "final_accuracy": {n: _stats(_final(runs[n])) for n in runs},
         "per_seed": per_seed,
@@ -217,4 +225,7 @@ def fig12(ctx: FigureContext) -> Claim:
         all(p["recovered"] for p in per_seed.values()),
         measured,
         _conditions(ctx) + f"; 20 % of the ESs (1 of 5) down in rounds {start + 1}-{end}",
+        f"final accuracy with the failure {pm(measured['final_accuracy']['ours_failure'])}, "
+        f"without {pm(measured['final_accuracy']['ours'])}; per seed before the window → final: "
+        + ", ".join(f"{p['before_window']:.3f} → {p['final']:.3f}" for p in per_seed.values()),
     )

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from tbcim.configfile import read_config
-from tbcim.figures.core import Claim, FigureContext, in_processes
+from tbcim.figures.core import Claim, FigureContext, in_processes, pm
 from tbcim.figures.fl_runs import FAILED_SHARE, NO_DEFENCE, failure_window
 from tbcim.market.config import REPO_ROOT, WEI_PER_UNIT, MarketConfig
 from tbcim.results import new_figure, plot_mean, save_figure, write_csv
@@ -222,6 +222,12 @@ def fig9(ctx: FigureContext) -> Claim:
         all(parts.values()),
         {**measured, "parts": parts},
         _conditions(ctx),
+        "average ES revenue per task (ether): "
+        + ", ".join(f"{n} {pm(measured[n]['average_revenue'], 4)}" for n in SETTINGS)
+        + "; tasks meeting the target: "
+        + ", ".join(
+            f"{n} {measured[n]['share_of_tasks_meeting_target']['mean']:.2f}" for n in SETTINGS
+        ),
     )
 
 
@@ -248,6 +254,10 @@ def fig10(ctx: FigureContext) -> Claim:
     ax.legend(fontsize=7)
     save_figure(fig, ctx.path(".png"))
     final = {n: _stats([curves[n][s][-1] for s in ctx.seeds]) for n in SETTINGS}
+    trained = {
+        n: float(np.mean([t["rounds"] != [] for s in ctx.seeds for t in runs[n][s]["tasks"]]))
+        for n in SETTINGS
+    }
     area = {n: _stats([float(np.mean(curves[n][s])) for s in ctx.seeds]) for n in SETTINGS}
 
     def rising(stats: dict[str, dict[str, float]]) -> bool:
@@ -264,6 +274,15 @@ def fig10(ctx: FigureContext) -> Claim:
         "a higher gas price gives faster convergence and a higher final accuracy, and every gas "
         "price is above no blockchain",
         all(parts.values()),
-        {"final_accuracy": final, "mean_accuracy_over_rounds": area, "parts": parts},
-        _conditions(ctx),
+        {
+            "final_accuracy": final,
+            "mean_accuracy_over_rounds": area,
+            "share_of_tasks_trained": trained,
+            "parts": parts,
+        },
+        _conditions(ctx) + "; a task the mechanism awarded to no ES trains nothing and counts as 0",
+        "final accuracy: "
+        + ", ".join(f"{n} {pm(final[n])}" for n in SETTINGS)
+        + "; tasks trained: "
+        + ", ".join(f"{n} {trained[n]:.2f}" for n in SETTINGS),
     )

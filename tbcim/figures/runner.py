@@ -17,7 +17,7 @@ from typing import Any
 from tbcim.errors import ConfigError
 from tbcim.figures.core import Claim, FigureContext, FigureSpec
 from tbcim.figures.registry import NAMES
-from tbcim.results import machine_label, write_json
+from tbcim.results import machine_label, write_bytes, write_json
 
 QUICK_SEEDS, FULL_SEEDS = (0, 1), (0, 1, 2)
 
@@ -83,6 +83,7 @@ def _record(out: Path, spec: FigureSpec, claim: Claim, ctx: FigureContext, secon
     claims[spec.name] = {"name": spec.name, **claim.as_dict()}
     ordered = [claims[n] for n in NAMES if n in claims]
     write_json(out / "claims.json", ordered)
+    write_bytes(out / "claims.md", claims_table(ordered).encode())
     runs = _load(out / "figures.json", {})
     runs[spec.name] = {
         "command": claim.command,
@@ -93,3 +94,23 @@ def _record(out: Path, spec: FigureSpec, claim: Claim, ctx: FigureContext, secon
         "machine": machine_label(),
     }
     write_json(out / "figures.json", {n: runs[n] for n in NAMES if n in runs})
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def claims_table(claims: list[dict[str, Any]]) -> str:
+    """The claims as a Markdown table (``DIR/claims.md``; the README shows it verbatim)."""
+    lines = [
+        "| paper | figure | the paper's claim | reproduced | measured | command |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in claims:
+        measured = c.get("summary") or json.dumps(c["measured"], separators=(", ", ": "))
+        lines.append(
+            f"| {_cell(c['paper'])} | {_cell(c['figure'])} | {_cell(c['claim'])} | "
+            f"{'yes' if c['reproduced'] else '**no**'} | {_cell(measured)} | "
+            f"`{_cell(c['command'])}` |"
+        )
+    return "\n".join(lines) + "\n"
