@@ -12,7 +12,9 @@ chain, attest, settlement reconciled to the wei) on a fresh anvil node, into
 * ``p_g = 1e-2``, ``2e-2``, ``4e-2``: the ESs' bids include c_s^b (32) at that gas price, and
   every update goes through the aggregator's verification;
 * ``no blockchain``: no c_s^b in the bids and no verification (plain FedAvg; the chain only
-  records), the paper's "No-Blockchain Cost" scenario.
+  records), the paper's "No-Blockchain Cost" scenario;
+* ``no blockchain, no attack``: the same without the attackers. It is not part of either rule:
+  it shows what the comparison depends on (the attackers are what verification is paid for).
 
 Every setting has the same adversity (:data:`ADVERSITY`): 20 % of the EDs flip the sign of their
 updates from round 0 and 20 % of the ESs are down in rounds [0.15 δg, 0.30 δg), as in the FL
@@ -57,6 +59,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "p_g=2e-2": {"market.gas_price": 0.02},
     "p_g=4e-2": {"market.gas_price": 0.04},
     "no blockchain": {"market.blockchain_cost": False, **NO_DEFENCE},
+    # The sensitivity row: what the comparison depends on (not part of either rule).
+    "no blockchain, no attack": {
+        "market.blockchain_cost": False,
+        **NO_DEFENCE,
+        "fl.attack": "none",
+    },
 }
 GAS_SETTINGS = ("p_g=1e-2", "p_g=2e-2", "p_g=4e-2")
 ADVERSITY = {"fl.attack": "sign_flip", "fl.attack_fraction": 0.2, "fl.attack_start_round": 0}
@@ -75,7 +83,7 @@ def market_config(ctx: FigureContext, setting: str, seed: int) -> MarketConfig:
         "market.tasks": size["tasks"],
         "fl.global_rounds": size["rounds"],
         "fl.seed": seed,
-        **ADVERSITY,
+        **ADVERSITY,  # a setting may switch the attack off (the sensitivity row)
         "failure.servers": sorted(int(s) for s in failed),
         "failure.start": start,
         "failure.end": end,
@@ -192,7 +200,8 @@ def fig9(ctx: FigureContext) -> Claim:
     names = list(SETTINGS)
     means = [row["average_revenue"] for row in rows]
     stds = [row.get("average_revenue_std", 0.0) for row in rows]
-    ax.bar(names, means, yerr=stds, capsize=4, color=["C0", "C1", "C2", "grey"])
+    ax.bar(names, means, yerr=stds, capsize=4, color=["C0", "C1", "C2", "grey", "silver"])
+    ax.tick_params(axis="x", labelsize=7)
     ax.axhline(0, color="k", linewidth=0.8)
     ax.set_ylabel("average ES revenue per task (ether)")
     ax.set_title(f"Fig. 9: ES revenue (mean ± std over seeds {list(ctx.seeds)})")
@@ -234,7 +243,14 @@ def fig9(ctx: FigureContext) -> Claim:
 def fig10(ctx: FigureContext) -> Claim:
     """Fig. 10: accuracy per round per setting (module docstring's rule)."""
     runs = market_runs(ctx)
-    rounds = (QUICK if ctx.quick else FULL)["rounds"]
+    rounds = max(
+        [
+            len(t["rounds"])
+            for by_seed in runs.values()
+            for r in by_seed.values()
+            for t in r["tasks"]
+        ]
+    )
     curves = {
         name: {s: accuracy_curve(runs[name][s], rounds) for s in ctx.seeds} for name in SETTINGS
     }
