@@ -17,11 +17,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from tbcim.auction.evaluate import outcome_metrics
 from tbcim.auction.figures import bid_response, plot_bid_response, plot_training, training_rows
@@ -36,7 +38,7 @@ from tbcim.auction.registry import (
     training_config,
 )
 from tbcim.auction.settings import AuctionSetting, setting_from_dict
-from tbcim.figures.core import Claim, FigureContext
+from tbcim.figures.core import Claim, FigureContext, pm
 from tbcim.fl.streams import derive_seed
 from tbcim.fl.task import build_task
 from tbcim.market.bidding import ServerBid, server_bids
@@ -45,7 +47,7 @@ from tbcim.market.outcome import LoadedMechanism, Reveal, compute_award
 from tbcim.market.run import MarketSetup, calibrate_g_e, node_for, prepare_market
 from tbcim.market.training import SELECTION
 from tbcim.results import new_figure, save_figure, write_csv
-from tbcim.seeding import mean_std, stack_seeds
+from tbcim.seeding import mean_std, numbers_over_seeds, stack_seeds
 
 #: The ES counts of Figs. 6 and 8 (section V-A).
 ES_COUNTS = (3, 5, 10)
@@ -98,13 +100,21 @@ def training_verdict(history: Sequence[Mapping[str, Any]], bid_range: float) -> 
     }
 
 
-def _train_seeds(ctx: FigureContext) -> tuple[int, ...]:
-    """Full runs train one model per seed; ``--quick`` only the first seed's (time budget)."""
-    return ctx.seeds[:1] if ctx.quick else ctx.seeds
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Train on one intra-op thread, then restore the count: on this 2-core machine, shared with
+    other runs, two threads were 8x slower than one (51 s against 6.4 s for the same 3-epoch
+    tbcim-5 run while another process kept a core busy)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def train_ranets(ctx: FigureContext, n_servers: int) -> dict[int, AnyTrainResult]:
-    """RANet for ``n_servers`` ESs, one per training seed, saved as
+    """RANet for ``n_servers`` ESs, one per seed of ``ctx.seeds``, saved as
     ``DIR/runs/ranet-tbcim-<S>-seed<s>.pt`` (the file ``tbcim auction plot``/``eval`` read)."""
     setting_overrides, options = read_config_file(
         REPO_ROOT / "configs" / "ranet" / f"tbcim-{n_servers}.toml"
@@ -113,9 +123,10 @@ def train_ranets(ctx: FigureContext, n_servers: int) -> dict[int, AnyTrainResult
     setting = setting_from_dict(spec)
     config = training_config("ranet", {**options, **(QUICK_TRAIN if ctx.quick else {})}, "quick")
     results = {}
-    for seed in _train_seeds(ctx):
+    for seed in ctx.seeds:
         start = time.perf_counter()
-        result = train_learned("ranet", setting, config, seed, log=None)
+        with one_torch_thread():
+            result = train_learned("ranet", setting, config, seed, log=None)
         path = save_learned(
             ctx.out / "runs" / f"ranet-tbcim-{n_servers}-seed{seed}.pt", result, spec
         )
@@ -157,7 +168,7 @@ def fig6(ctx: FigureContext) -> Claim:
     histories, rows, measured = {}, [], {}
     parts = []
     for n in ES_COUNTS:
-        ctx.log(f"fig6: RANet on tbcim-{n}, seeds {_train_seeds(ctx)}")
+        ctx.log(f"fig6: RANet on tbcim-{n}, seeds {ctx.seeds}")
         models = trained_ranets(ctx, n)
         setting = next(iter(models.values())).model.setting
         capped = analytic_mechanism("capped-vcg", setting)
@@ -179,7 +190,6 @@ def fig6(ctx: FigureContext) -> Claim:
         parts.append(summary["converged_runs"] == summary["regret_near_zero_runs"] == len(verdicts))
     plot_training(histories, ctx.path(".png"))
     write_csv(ctx.path(".csv"), rows)  # every seed's epochs (the plot shows the first seed's)
-    seeds = _train_seeds(ctx)
     size = "--quick preset " + str(QUICK_TRAIN) if ctx.quick else "the configs' full preset"
     return ctx.claim(
         "buyer utility (the paper's 'social welfare' (1)) converges while regret goes to "
@@ -187,24 +197,34 @@ def fig6(ctx: FigureContext) -> Claim:
         all(parts),
         measured,
         f"RANet (Algorithm 1) trained on configs/ranet/tbcim-{{3,5,10}}.toml with {size}, "
-        f"training seeds {list(seeds)}"
-        + (" (quick: the first seed only, for time)" if ctx.quick else "")
-        + f"; converged = validation buyer utility spread <= {CONVERGED_SPREAD:g} x bid range "
+        f"one model per training seed {list(ctx.seeds)}, the plot showing seed {ctx.seeds[0]}'s"
+        f"; converged = validation buyer utility spread <= {CONVERGED_SPREAD:g} x bid range "
         f"over the last fifth of the epochs; regret ~ 0 = last epoch's mean validation regret "
         f"<= {REGRET_TOL:g} x bid range (grid search of the trainer's validation); held-out "
         f"buyer utilities on {REFERENCE_SAMPLES} test profiles of each seed are context only; "
         f"models in {ctx.out / 'runs'}",
+        "; ".join(
+            f"{n} ESs: val buyer utility {_pm(measured[f'{n}_ES'], 'final_val_buyer_utility', 4)}"
+            f" (capped VCG {measured[f'{n}_ES']['capped_vcg_buyer_utility_mean']:.4f}), regret "
+            f"{measured[f'{n}_ES']['final_val_regret_mean_mean']:.1e}, converged "
+            f"{measured[f'{n}_ES']['converged_runs']}/{measured[f'{n}_ES']['runs']}, regret <= "
+            f"{REGRET_TOL:g} {measured[f'{n}_ES']['regret_near_zero_runs']}/"
+            f"{measured[f'{n}_ES']['runs']}"
+            for n in ES_COUNTS
+        ),
     )
 
 
 def _over_seeds(records: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
-    """Mean and sample std over the seeds of every number of ``records`` (bools excluded)."""
-    first = next(iter(records.values()))
-    keys = [k for k, v in first.items() if isinstance(v, int | float) and not isinstance(v, bool)]
-    out: dict[str, Any] = {}
-    for key in keys:
-        out[f"{key}_mean"], out[f"{key}_std"] = mean_std([r[key] for r in records.values()])
-    return out
+    """``<key>_mean`` and ``<key>_std`` over the seeds of every number of ``records``
+    (:func:`tbcim.seeding.numbers_over_seeds`, flattened for claims.json)."""
+    stats = numbers_over_seeds(list(records.values()))
+    return {f"{key}_{kind}": stats[kind][key] for key in stats["mean"] for kind in ("mean", "std")}
+
+
+def _pm(summary: Mapping[str, Any], key: str, digits: int) -> str:
+    """``<key>_mean ± <key>_std`` of an :func:`_over_seeds` summary."""
+    return pm({"mean": summary[f"{key}_mean"], "std": summary[f"{key}_std"]}, digits)
 
 
 # ----- Fig. 7: win probability and utility against the bid ------------------------------------
@@ -261,6 +281,8 @@ def fig7(ctx: FigureContext) -> Claim:
         f"profiles of the other ESs per bid and seed, seeds {list(ctx.seeds)}; 'at the cost' = "
         f"within {PEAK_TOL:g} x bid range; utility_peaks_at_cost is MODEL-NOTES §2's version "
         f"(a truthful mechanism's win probability never rises with the bid)",
+        f"cost {cost:.4f}: win probability peaks at bid {win_peak:.4f} (non-increasing: "
+        f"{measured['win_probability_non_increasing']}), utility at bid {utility_peak:.4f}",
     )
 
 
@@ -408,6 +430,12 @@ def fig8(ctx: FigureContext) -> Claim:
         f"count = expected winners sum z_s (drawn winners in the CSV), 0 for an expired task; "
         f"lower = mean change < -{SPREAD_FACTOR:g} x std over seeds, unchanged = |change| < "
         f"{UNCHANGED_TOL:g}; no FL training",
+        "; ".join(
+            f"{n} ESs: {_pm(measured[f'{n}_ES'], 'selected_with_cost', 2)} with, "
+            f"{_pm(measured[f'{n}_ES'], 'selected_without_cost', 2)} without, change "
+            f"{_pm(measured[f'{n}_ES'], 'change', 2)}"
+            for n in ES_COUNTS
+        ),
     )
 
 
