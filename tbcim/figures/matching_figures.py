@@ -47,9 +47,10 @@ Table III, whose numbers the paper prints).
   proportional and the critical split, are reported, not decided on (docs/matching.md §4 says
   the proportional split is not truthful per seller).
 
-Full run (the experiments' defaults, seeds 0,1,2): not timed here; ``tbcim matching experiment
-all --seeds 0`` takes about 10 minutes on the shared 2-core machine (docs/matching.md §6), so
-three seeds take an estimated 30 minutes.
+Time on the shared 2-core machine (load 2-5 from other jobs), 2026-11-30: ``tbcim figures --quick
+--fig fsm-table2,fsm-fig3,fsm-fig4,fsm-table3,fsm-fig5`` (seeds 0,1) 1.6 min; the full sizes with
+``--seeds 0`` alone 9.7 min (Table II 93 s, Fig. 3 385 s, Fig. 4 + Table III 98 s, Fig. 5 3 s),
+so the full default (seeds 0,1,2) is estimated at about 30 minutes (not run).
 """
 
 from __future__ import annotations
