@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from tbcim.figures.core import Claim, FigureContext
+from tbcim.figures.core import Claim, FigureContext, pm
 from tbcim.matching import experiments
 from tbcim.matching.methods import METHODS
 from tbcim.results import new_figure, save_figure
@@ -132,12 +132,13 @@ def _figure(
     verdict: Verdict,
     claim: str,
     conditions: Callable[[list[dict]], str],
+    summary: Callable[[dict[str, Any]], str],
 ) -> Claim:
     """Run the experiment ``name``, publish its CSV and PNG, and decide ``claim`` on its rows."""
     rows, folder = _run(ctx, name)
     _publish(ctx, folder, name)
     reproduced, measured = verdict(rows, ctx.seeds)
-    return ctx.claim(claim, reproduced, measured, conditions(rows))
+    return ctx.claim(claim, reproduced, measured, conditions(rows), summary(measured))
 
 
 def _fig4_run(ctx: FigureContext) -> tuple[list[dict], list[dict], Path]:
@@ -259,6 +260,21 @@ def table2(ctx: FigureContext) -> Claim:
             f"paper's MATLAB on an i7-11700F (Opt by enumeration); {_count(rows)} markets a size, "
             f"seeds {_seeds_text(ctx.seeds)}; times include the payments"
         ),
+        table2_summary,
+    )
+
+
+def table2_summary(measured: dict[str, Any]) -> str:
+    """Table II's deciding numbers in one line."""
+    ratios = measured["median_opt_time_over_method_time"]
+    factor = measured["max_subopt_time_over_fastest_baseline"]
+    return (
+        "median over sizes of Opt's time / each method's: "
+        + ", ".join(
+            f"{m} {pm(v, 2)} (paper {ratios['paper'][m]:.3g})" for m, v in ratios["ours"].items()
+        )
+        + f"; largest Subopt time / fastest baseline's {pm(factor['ours'], 1)} "
+        f"(paper {factor['paper']:.2g})"
     )
 
 
@@ -325,6 +341,27 @@ def fig3(ctx: FigureContext) -> Claim:
             f"≈ 1.5-11, docs/matching.md §1, §6); {_count(rows)} markets a point, seeds "
             f"{_seeds_text(ctx.seeds)}"
         ),
+        fig3_summary,
+    )
+
+
+def fig3_summary(measured: dict[str, Any]) -> str:
+    """Fig. 3's deciding numbers in one line."""
+    gaps = measured["gap_to_opt_pct_at_6/8/10"]
+    slowest = {
+        m: max(
+            panel[m]["growth_after_5_over_before_5"]
+            for panel in measured["mean_F_by_count_ours"].values()
+        )
+        for m in SLOWING
+    }
+    return (
+        "revenue below Opt's at 6/8/10 (%): "
+        + ", ".join(
+            f"{m} {pm(gaps['ours'][m], 2)} (paper {gaps['paper'][m]:g})" for m in METHODS[1:]
+        )
+        + "; growth per participant after 5 / before 5, largest over Fig. 3(b)-(d): "
+        + ", ".join(f"{m} {v:.2f}" for m, v in slowest.items())
     )
 
 
@@ -376,6 +413,21 @@ def fig4(ctx: FigureContext) -> Claim:
         measured,
         f"8/10/12 markets of section VI-A, {_count(summary)} a seed, seeds "
         f"{_seeds_text(ctx.seeds)}; the bars of the PNG are seed {ctx.seeds[0]}'s own market",
+        fig4_summary(measured),
+    )
+
+
+def fig4_summary(measured: dict[str, Any]) -> str:
+    """Fig. 4's deciding numbers in one line."""
+    ours = measured["ours_min_over_markets_and_seeds"]
+    return (
+        "utilities below 0 / smallest pair / smallest seller utility: "
+        + "; ".join(
+            f"{name}: {ours[name]['negative_utilities']} / {ours[name]['min_pair_utility']:.2g} / "
+            f"{ours[name]['min_seller_utility']:.2g}"
+            for name in FIG4_DECIDING
+        )
+        + " (paper: none below 0; smallest 0.0005 / 0.0001)"
     )
 
 
@@ -470,6 +522,22 @@ def table3(ctx: FigureContext) -> Claim:
         f"one 8/10/12 market of section VI-A per seed, seeds {_seeds_text(ctx.seeds)}; Subopt "
         "with the true critical payment and the proportional split (docs/matching.md §3.1); "
         "our bids are lower than the paper's (docs/matching.md §6)",
+        table3_summary(measured),
+    )
+
+
+def table3_summary(measured: dict[str, Any]) -> str:
+    """Table III's deciding numbers in one line."""
+    lowest = measured["lowest_revenue"]
+    return (
+        "winners per seed "
+        + ", ".join(str(n) for n in measured["winners_per_seed"]["ours"].values())
+        + " (paper 8); lowest pair / UAV / data revenue "
+        + " / ".join(f"{lowest['ours'][k]:.2g}" for k in _REVENUES)
+        + " (paper, as printed: "
+        + " / ".join(f"{lowest['paper'][k]:.2g}" for k in _REVENUES)
+        + f"); median pair revenue {pm(measured['median_pair_revenue']['ours'], 3)} "
+        f"(paper {measured['median_pair_revenue']['paper']:.3g})"
     )
 
 
@@ -557,4 +625,18 @@ def fig5(ctx: FigureContext) -> Claim:
             "paper's payment (25) with the proportional split decides; docs/matching.md §3.2, "
             "§4.1 and §4.4 explain the gains"
         ),
+        fig5_summary,
+    )
+
+
+def fig5_summary(measured: dict[str, Any]) -> str:
+    """Fig. 5's deciding numbers in one line."""
+    gains = measured["largest_gain_over_truthful_ours"][FIG5_DECIDING]
+    return (
+        "largest gain over the truthful utility, payment (25) + proportional split: "
+        + "; ".join(
+            f"({panel[0]}) " + ", ".join(f"{who} {pm(v, 3)}" for who, v in by.items())
+            for panel, by in gains.items()
+        )
+        + " (paper: no gain)"
     )

@@ -116,6 +116,9 @@ def test_fig3_paper_numbers_pass_and_ours_like_gaps_fail_part_b() -> None:
     ours = {"Opt": 0.0, "Subopt": 0.12, "FOGA": 0.0, "HVPM": 2.3, "LCPM": 0.1, "RSBM": 2.4}
     ok, m = mf.fig3_verdict(fig3_rows(ours, SLOWING), (0,))
     assert not ok
+    assert mf.fig3_summary(m).startswith(
+        "revenue below Opt's at 6/8/10 (%): Subopt 0.12 ± 0.00 (paper 2.25), FOGA 0.00 ± 0.00"
+    )
     assert m["parts"] == {
         "a_subopt_at_most_2.25pct_below_opt": True,
         "b_hvpm_lcpm_rsbm_10_points_below_subopt": False,
@@ -204,6 +207,11 @@ def test_table3_paper_rows_pass_their_own_rule() -> None:
     assert m["median_pair_revenue"]["paper"] == pytest.approx((0.0244 + 0.0456) / 2)
     assert m["median_pair_revenue"]["ours"]["mean"] == pytest.approx(0.035)
     assert m["lowest_revenue"]["paper"]["uav_revenue"] == pytest.approx(0.0001)
+    assert mf.table3_summary(m) == (
+        "winners per seed 8 (paper 8); lowest pair / UAV / data revenue 0.0005 / 0.0001 / 0.004 "
+        "(paper, as printed: 0.0005 / 0.0001 / 0.004); median pair revenue 0.035 ± 0.000 "
+        "(paper 0.035)"
+    )
 
 
 def test_table3_rule_parts_over_two_seeds() -> None:
@@ -315,6 +323,7 @@ def test_fig4_and_table3_share_one_run_through_the_cli(
     for claim in claims:
         assert {"paper", "figure", "claim", "reproduced", "measured", "command"} <= set(claim)
         assert isinstance(claim["reproduced"], bool) and claim["measured"]["parts"]
+        assert "paper" in claim["summary"]  # the README's one-line numbers, ours beside the paper's
         assert claim["command"].startswith(f"tbcim figures --out {out} --fig fsm-")
         assert claim["command"].endswith("--quick --seeds 0")
     table3 = claims[1]["measured"]
