@@ -6,7 +6,7 @@ PY_STAMP  := $(VENV)/.tbcim-installed
 NPM_STAMP := node_modules/.tbcim-installed
 RESULTS   := results
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test figures lint bench clean
 
 setup: $(PY_STAMP) $(NPM_STAMP)
 
@@ -34,6 +34,12 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Every figure of both papers from fresh runs, each claim checked (docs/figures.md); the quick
+# sizes. The full sizes: drop --quick (hours; docs/figures.md gives the time).
+FIGURES_DIR := $(RESULTS)/figures
+figures: setup
+	$(BIN)/tbcim figures --out $(FIGURES_DIR) --quick
 
 lint: setup
 	$(BIN)/ruff check .
