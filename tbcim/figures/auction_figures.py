@@ -19,6 +19,8 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ from tbcim.auction.registry import (
     training_config,
 )
 from tbcim.auction.settings import AuctionSetting, setting_from_dict
-from tbcim.figures.core import Claim, FigureContext, pm
+from tbcim.figures.core import Claim, FigureContext, in_processes, pm
 from tbcim.fl.streams import derive_seed
 from tbcim.fl.task import build_task
 from tbcim.market.bidding import ServerBid, server_bids
@@ -113,39 +115,64 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def train_ranets(ctx: FigureContext, n_servers: int) -> dict[int, AnyTrainResult]:
-    """RANet for ``n_servers`` ESs, one per seed of ``ctx.seeds``, saved as
-    ``DIR/runs/ranet-tbcim-<S>-seed<s>.pt`` (the file ``tbcim auction plot``/``eval`` read)."""
+@dataclass(frozen=True)
+class TrainJob:
+    """One RANet training: ES count, seed, preset size and the figures' folder."""
+
+    n_servers: int
+    seed: int
+    quick: bool
+    out: Path
+
+
+def train_job(job: TrainJob) -> tuple[AnyTrainResult, Path, float]:
+    """Train ``job``'s RANet with ``configs/ranet/tbcim-<S>.toml`` (``QUICK_TRAIN`` over it with
+    ``--quick``) and save it as ``DIR/runs/ranet-tbcim-<S>-seed<s>.pt`` (the file ``tbcim auction
+    plot``/``eval`` read); returns (result, path, seconds). Module-level: runs in a worker."""
+    n = job.n_servers
     setting_overrides, options = read_config_file(
-        REPO_ROOT / "configs" / "ranet" / f"tbcim-{n_servers}.toml"
+        REPO_ROOT / "configs" / "ranet" / f"tbcim-{n}.toml"
     )
-    spec = {"base": f"tbcim-{n_servers}", **setting_overrides}
-    setting = setting_from_dict(spec)
-    config = training_config("ranet", {**options, **(QUICK_TRAIN if ctx.quick else {})}, "quick")
-    results = {}
-    for seed in ctx.seeds:
-        start = time.perf_counter()
-        with one_torch_thread():
-            result = train_learned("ranet", setting, config, seed, log=None)
-        path = save_learned(
-            ctx.out / "runs" / f"ranet-tbcim-{n_servers}-seed{seed}.pt", result, spec
-        )
+    spec = {"base": f"tbcim-{n}", **setting_overrides}
+    config = training_config("ranet", {**options, **(QUICK_TRAIN if job.quick else {})}, "quick")
+    start = time.perf_counter()
+    with one_torch_thread():
+        result = train_learned("ranet", setting_from_dict(spec), config, job.seed, log=None)
+    path = save_learned(job.out / "runs" / f"ranet-tbcim-{n}-seed{job.seed}.pt", result, spec)
+    return result, path, time.perf_counter() - start
+
+
+def train_ranets(ctx: FigureContext, counts: Sequence[int]) -> dict[int, dict[int, AnyTrainResult]]:
+    """RANet for each ES count of ``counts`` and each seed of ``ctx.seeds``, ``ctx.jobs``
+    trainings at a time (the largest first): ``{S: {seed: result}}``."""
+    jobs = [
+        TrainJob(n, seed, ctx.quick, ctx.out)
+        for n in sorted(counts, reverse=True)
+        for seed in ctx.seeds
+    ]
+    ctx.log(f"  {len(jobs)} RANet training(s), {ctx.jobs} at a time")
+    results: dict[int, dict[int, AnyTrainResult]] = {n: {} for n in counts}
+    for job, (result, path, seconds) in zip(
+        jobs, in_processes(train_job, jobs, ctx.jobs), strict=True
+    ):
         last = result.history[-1]
         ctx.log(
-            f"  RANet tbcim-{n_servers} seed {seed}: {len(result.history)} epochs in "
-            f"{time.perf_counter() - start:.0f} s, val buyer utility "
-            f"{last['val_buyer_utility']:.4f}, regret {last['val_regret_mean']:.2e} -> {path}"
+            f"  RANet tbcim-{job.n_servers} seed {job.seed}: {len(result.history)} epochs in "
+            f"{seconds:.0f} s, val buyer utility {last['val_buyer_utility']:.4f}, regret "
+            f"{last['val_regret_mean']:.2e} -> {path}"
         )
-        results[seed] = result
-    return results
+        results[job.n_servers][job.seed] = result
+    return {n: dict(sorted(results[n].items())) for n in counts}
 
 
-def trained_ranets(ctx: FigureContext, n_servers: int) -> dict[int, AnyTrainResult]:
-    """:func:`train_ranets`, once per invocation (Figs. 6 and 7 share the models)."""
-    models: dict[int, AnyTrainResult] = ctx.once(
-        f"ranet-{n_servers}", lambda: train_ranets(ctx, n_servers)
-    )
-    return models
+def trained_ranets(
+    ctx: FigureContext, counts: Sequence[int]
+) -> dict[int, dict[int, AnyTrainResult]]:
+    """The models of :func:`train_ranets` for ``counts``, each ES count trained once per
+    invocation (``ctx.once("ranet-<S>")``: Figs. 6 and 7 share them)."""
+    todo = [n for n in counts if f"ranet-{n}" not in ctx.cached]
+    fresh = train_ranets(ctx, todo) if todo else {}
+    return {n: ctx.once(f"ranet-{n}", partial(fresh.__getitem__, n)) for n in counts}
 
 
 def buyer_utility(mechanism: Mechanism, setting: AuctionSetting, seed: int) -> float:
@@ -164,12 +191,18 @@ def fig6(ctx: FigureContext) -> Claim:
     ``REGRET_TOL`` = 1e-3 of b̄ − b_low. Reproduced if every model of every ES count meets both.
     ``measured`` also gives, as context that decides nothing, each model's held-out buyer
     utility beside capped VCG's (the truthful baseline) on the same profiles.
+
+    Time: ``--quick`` trains 6 models in 2-3 min on this 2-core machine (measured, see the
+    report of issue 11). The full presets are an *estimate* from the training times in
+    ``results/bench_ranet.json`` (1163 + 1074 + 3723 s for tbcim-3/5/10, one seed): about
+    1.7 h of training per seed, 5 h for three seeds at ``--jobs 1``.
     """
-    histories, rows, measured = {}, [], {}
+    histories, selected, rows, measured = {}, {}, [], {}
     parts = []
+    ctx.log(f"fig6: RANet on tbcim-3, -5 and -10, seeds {ctx.seeds}")
+    trained = trained_ranets(ctx, ES_COUNTS)
     for n in ES_COUNTS:
-        ctx.log(f"fig6: RANet on tbcim-{n}, seeds {ctx.seeds}")
-        models = trained_ranets(ctx, n)
+        models = trained[n]
         setting = next(iter(models.values())).model.setting
         capped = analytic_mechanism("capped-vcg", setting)
         verdicts = {}
@@ -179,6 +212,7 @@ def fig6(ctx: FigureContext) -> Claim:
             verdict["capped_vcg_buyer_utility"] = buyer_utility(capped, setting, seed)
             verdicts[seed] = verdict
         histories[f"tbcim-{n}"] = models[ctx.seeds[0]].history
+        selected[f"tbcim-{n}"] = models[ctx.seeds[0]].selected_epoch
         rows += stack_seeds(
             {seed: training_rows(f"tbcim-{n}", r.history) for seed, r in models.items()}
         )
@@ -188,7 +222,7 @@ def fig6(ctx: FigureContext) -> Claim:
         summary["runs"] = len(verdicts)
         measured[f"{n}_ES"] = summary
         parts.append(summary["converged_runs"] == summary["regret_near_zero_runs"] == len(verdicts))
-    plot_training(histories, ctx.path(".png"))
+    plot_training(histories, ctx.path(".png"), selected=selected)
     write_csv(ctx.path(".csv"), rows)  # every seed's epochs (the plot shows the first seed's)
     size = "--quick preset " + str(QUICK_TRAIN) if ctx.quick else "the configs' full preset"
     return ctx.claim(
@@ -250,7 +284,7 @@ def fig7(ctx: FigureContext) -> Claim:
     same test on the utility curve is MODEL-NOTES §2's version, reported beside it.
     """
     ctx.log(f"fig7: the 5-ES RANet of Fig. 6 (training seed {ctx.seeds[0]}), seeds {ctx.seeds}")
-    model = trained_ranets(ctx, 5)[ctx.seeds[0]].model
+    model = trained_ranets(ctx, (5,))[5][ctx.seeds[0]].model
     samples = QUICK_BID_SAMPLES if ctx.quick else BID_SAMPLES
     rows, summary = bid_response(model, samples=samples, seeds=ctx.seeds)
     plot_bid_response(rows, summary, ctx.path(".png"))

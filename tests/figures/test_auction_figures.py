@@ -205,7 +205,8 @@ def test_fig6_and_fig7_share_the_trained_models(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A tiny preset: 3 trainings for Fig. 6 (one per ES count), none more for Fig. 7; the claim's
-    numbers are :func:`training_verdict` of the saved models' histories."""
+    numbers are :func:`training_verdict` of the saved models' histories; two workers train the
+    same models as one."""
     tiny = {"n_train": 200, "n_val": 40, "batch_size": 100, "epochs": 2, "val_grid": 5}
     monkeypatch.setattr(af, "QUICK_TRAIN", {**af.QUICK_TRAIN, **tiny})
     monkeypatch.setattr(af, "REFERENCE_SAMPLES", 50)
@@ -220,8 +221,9 @@ def test_fig6_and_fig7_share_the_trained_models(
     monkeypatch.setattr(af, "train_learned", counting)
     out = tmp_path / "figs"
     figs = "tbcim-fig6,tbcim-fig7"
-    assert main(["figures", "--out", str(out), "--quick", "--seeds", "0", "--fig", figs]) == 0
-    assert trained == ["tbcim-3", "tbcim-5", "tbcim-10"]
+    flags = ["figures", "--quick", "--seeds", "0", "--jobs", "1"]
+    assert main([*flags, "--out", str(out), "--fig", figs]) == 0
+    assert trained == ["tbcim-10", "tbcim-5", "tbcim-3"]  # the largest first
     claims = {c["name"]: c for c in json.loads((out / "claims.json").read_text())}
     assert set(claims) == {"tbcim-fig6", "tbcim-fig7"}
     for name in claims:
@@ -246,3 +248,7 @@ def test_fig6_and_fig7_share_the_trained_models(
     best = max(curve, key=lambda r: float(r["win_probability"]))
     assert fig7["measured"]["bid_at_max_win_probability"] == pytest.approx(float(best["bid"]))
     assert fig7["reproduced"] == fig7["measured"]["win_probability_peaks_at_cost"]
+    # two worker processes train the same models
+    parallel = tmp_path / "parallel"
+    assert main([*flags[:-1], "2", "--out", str(parallel), "--fig", "tbcim-fig6"]) == 0
+    assert (parallel / "tbcim-fig6.csv").read_text() == (out / "tbcim-fig6.csv").read_text()
