@@ -16,7 +16,7 @@ import ast
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from eth_abi import decode as abi_decode
 from eth_tester.exceptions import TransactionFailed
@@ -30,13 +30,21 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    ContractPanicError,
+    TransactionNotFound,
+)
 from web3.types import TxParams, TxReceipt
 
 from chain_node.compiler import ContractArtifact, compile_contracts
 from chain_node.consensus import ProofOfStake
 from chain_node.errors import ChainError, ContractRevert
 from chain_node.gas_ledger import GasEntry, GasLedger
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 EMBEDDED_GAS_LIMIT = 60_000_000
 ACCOUNT_BALANCE_WEI = 10**24
@@ -210,6 +218,15 @@ class _RpcMiner(_Miner):
             self._try("evm_mine", [])
 
 
+class _NoMiner(_Miner):
+    """A view of an RPC node that never produces blocks (someone else mines)."""
+
+    backend = "rpc"
+
+    def mine(self, coinbase: str) -> None:
+        raise ChainError("this view of the node does not mine; the block producer does")
+
+
 class ChainNode:
     """A chain run by ``n_servers`` ESs, with a requester and ``n_devices`` ED accounts."""
 
@@ -239,6 +256,7 @@ class ChainNode:
         self.producers: list[str] = []
         self._artifacts: dict[str, ContractArtifact] | None = None
         self._names: dict[str, str] = {}
+        self._abis: dict[str, list[dict[str, Any]]] = {}
         self._errors: dict[bytes, tuple[str, list[str]]] = {}
         self._pending: list[_Pending] = []
         #: Logs of the mined transactions to the contracts named by :meth:`keep_logs`.
@@ -290,15 +308,22 @@ class ChainNode:
         revenues: Sequence[float] | None = None,
         seed: int = 0,
         timeout: float = 30.0,
+        accounts: Sequence[str] | None = None,
+        mining: bool = True,
     ) -> ChainNode:
-        """Any Ethereum JSON-RPC endpoint whose node holds unlocked, funded accounts."""
+        """Any Ethereum JSON-RPC endpoint whose node holds unlocked, funded accounts.
+
+        ``accounts`` (requester, ESs, EDs) replaces the node's own list, and ``mining=False``
+        leaves block production to others: the view of a participant that only reads the
+        chain and sends transactions it signs itself (an ED in a worker process,
+        :meth:`send_signed`)."""
         w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
         if not w3.is_connected():
             raise ChainError(f"no Ethereum JSON-RPC node answers at {rpc_url}")
         return cls(
             w3,
-            _RpcMiner(w3),
-            w3.eth.accounts,
+            _RpcMiner(w3) if mining else _NoMiner(),
+            w3.eth.accounts if accounts is None else accounts,
             n_servers=n_servers,
             n_devices=n_devices,
             revenues=revenues,
@@ -322,6 +347,12 @@ class ChainNode:
     @property
     def backend(self) -> str:
         return self._miner.backend
+
+    @property
+    def rpc_url(self) -> str | None:
+        """The JSON-RPC endpoint this node was reached through (None when embedded)."""
+        uri = getattr(self.w3.provider, "endpoint_uri", None)
+        return None if uri is None else str(uri)
 
     @property
     def block_number(self) -> int:
@@ -353,6 +384,7 @@ class ChainNode:
 
     def _register_abi(self, name: str, address: str, abi: list[dict[str, Any]]) -> None:
         self._names[to_checksum_address(address)] = name
+        self._abis[to_checksum_address(address)] = abi
         for item in abi:
             if item.get("type") == "error":
                 types = [inp["type"] for inp in item.get("inputs", [])]
@@ -379,6 +411,16 @@ class ChainNode:
             raise ChainError(f"deploying {name} produced no contract address")
         self._register_abi(name, address, art.abi)
         return cast(Contract, self.w3.eth.contract(address=address, abi=art.abi))
+
+    def at(self, name: str, address: str) -> Contract:
+        """Contract ``name`` (compiled from source) already deployed at ``address``, e.g. by
+        another process; its reverts decode like those of :meth:`deploy`."""
+        artifacts = self.artifacts()
+        if name not in artifacts:
+            raise ChainError(f"no compiled contract named {name!r} (have {sorted(artifacts)})")
+        abi = artifacts[name].abi
+        self._register_abi(name, address, abi)
+        return cast(Contract, self.w3.eth.contract(address=to_checksum_address(address), abi=abi))
 
     def contract_name(self, address: str) -> str:
         return self._names.get(to_checksum_address(address), address)
@@ -493,29 +535,118 @@ class ChainNode:
         miners: dict[int, str] = {}  # block number → its coinbase, read once per block
         for p in pending:
             receipt = self.w3.eth.wait_for_transaction_receipt(HexBytes(p.tx_hash), timeout=120)
-            number = int(receipt["blockNumber"])
-            if number not in miners:
-                miners[number] = to_checksum_address(self.w3.eth.get_block(number)["miner"])
-            block_producer = miners[number]
-            self.ledger.record(
-                GasEntry(
-                    contract=p.contract,
-                    function=p.function,
-                    role=p.role,
-                    round=p.round,
-                    sender=p.sender,
-                    gas_used=int(receipt["gasUsed"]),
-                    tx_hash=receipt["transactionHash"].to_0x_hex(),
-                    block=int(receipt["blockNumber"]),
-                    producer=block_producer,
-                )
-            )
+            self._record(p, receipt, miners)
             if receipt["status"] != 1:
                 raise ContractRevert(p.contract, p.function, "TransactionFailed", (p.tx_hash,))
-            if p.contract in self.kept_logs:
-                self.kept_logs[p.contract].extend(receipt["logs"])
             receipts.append(receipt)
         return receipts
+
+    def _record(self, p: _Pending, receipt: TxReceipt, miners: dict[int, str]) -> None:
+        """Put a mined transaction's gas in the ledger (and its logs in ``kept_logs``)."""
+        number = int(receipt["blockNumber"])
+        if number not in miners:
+            miners[number] = to_checksum_address(self.w3.eth.get_block(number)["miner"])
+        self.ledger.record(
+            GasEntry(
+                contract=p.contract,
+                function=p.function,
+                role=p.role,
+                round=p.round,
+                sender=p.sender,
+                gas_used=int(receipt["gasUsed"]),
+                tx_hash=receipt["transactionHash"].to_0x_hex(),
+                block=number,
+                producer=miners[number],
+            )
+        )
+        if p.contract in self.kept_logs:
+            self.kept_logs[p.contract].extend(receipt["logs"])
+
+    def _mine_until(self, tx_hashes: Sequence[str], max_blocks: int) -> list[TxReceipt]:
+        """Mine blocks until every transaction of ``tx_hashes`` is in one (at most
+        ``max_blocks``); their receipts in block order."""
+        if self._pending:
+            raise ChainError("transactions are queued; mine() them first")
+        missing = [HexBytes(h) for h in tx_hashes]
+        found: list[TxReceipt] = []
+        for _ in range(max_blocks):
+            if not missing:
+                break
+            self._seal_block()
+            still = []
+            for h in missing:
+                try:
+                    found.append(self.w3.eth.get_transaction_receipt(h))
+                except TransactionNotFound:
+                    still.append(h)
+            missing = still
+        if missing:
+            raise ChainError(
+                f"{len(missing)} transaction(s) not mined within {max_blocks} blocks, "
+                f"first {missing[0].to_0x_hex()}"
+            )
+        return sorted(found, key=lambda r: (int(r["blockNumber"]), int(r["transactionIndex"])))
+
+    def include(
+        self, tx_hashes: Sequence[str], *, role: str, round: int | None, max_blocks: int
+    ) -> list[TxReceipt]:
+        """Mine blocks until every transaction of ``tx_hashes`` (signed and sent by others,
+        e.g. EDs in worker processes: :meth:`send_signed`) is in one, at most ``max_blocks``,
+        and record their gas in the ledger like this node's own. Returns the receipts in block
+        order (a failed one is recorded and returned: its sender learns why from the chain).
+        A transaction still missing after ``max_blocks`` raises :class:`ChainError`."""
+        found = self._mine_until(tx_hashes, max_blocks)
+        miners: dict[int, str] = {}
+        for receipt in found:
+            tx = self.w3.eth.get_transaction(receipt["transactionHash"])
+            to = to_checksum_address(str(tx["to"]))
+            contract = self.w3.eth.contract(address=to, abi=self._abis.get(to, []))
+            try:
+                function = contract.decode_function_input(tx["input"])[0].fn_name
+            except ValueError:
+                function = "unknown"
+            sender = to_checksum_address(tx["from"])
+            entry = _Pending(
+                bytes(receipt["transactionHash"]),
+                self.contract_name(to),
+                function,
+                role,
+                round,
+                sender,
+            )
+            self._record(entry, receipt, miners)
+        return found
+
+    def send_signed(self, fn: ContractFunction, key: LocalAccount, gas: int | None = None) -> str:
+        """Sign ``fn`` with ``key`` (an account whose key lives outside the node, e.g. an ED's
+        own) and send it to the node's pool. It is not queued for :meth:`mine`: the block
+        producer includes it (:meth:`include`). The nonce is the account's pending count, so
+        one sender may send several in a row. A call that would revert raises ContractRevert
+        before anything is sent; with ``gas`` given (a bound, for a transaction that depends on
+        an earlier one still in the pool) it is sent unestimated. Returns the transaction hash
+        (0x hex)."""
+        tx = cast(TxParams, {"from": key.address})
+        if gas is None:
+            try:
+                estimate = fn.estimate_gas(tx)
+            except _REVERTS as err:
+                raise self._decode_revert(self.contract_name(fn.address), fn.fn_name, err) from err
+            gas = estimate + estimate // 5
+        limit = min(gas, self._block_gas_limit)
+        params = cast(TxParams, {**tx, **self._nonce(tx), "gas": limit})
+        signed = key.sign_transaction(cast(Any, fn.build_transaction(params)))
+        return str(self.w3.eth.send_raw_transaction(signed.raw_transaction).to_0x_hex())
+
+    def fund(self, addresses: Sequence[str], wei: int) -> None:
+        """Send ``wei`` from the requester to each of ``addresses`` (accounts whose keys live
+        outside the node, e.g. the EDs' own) and mine the transfers; setup, not in the
+        ledger."""
+        hashes = []
+        for address in addresses:
+            tx = cast(TxParams, {"from": self.requester, "to": address, "value": wei})
+            sent = self.w3.eth.send_transaction(cast(TxParams, {**tx, **self._nonce(tx)}))
+            hashes.append(sent.to_0x_hex())
+        self._mine_until(hashes, max_blocks=len(hashes) + 1)
 
     def keep_logs(self, contract: str) -> None:
         """Keep the logs of every transaction to ``contract`` (a name) mined from now on in

@@ -266,8 +266,9 @@ class GlobalModel:
 
 
 @dataclass
-class _Plan:
-    """One ED's submission of a round: the packed update and its transactions' chunk groups."""
+class UpdatePlan:
+    """One ED's submission of a round: the packed update and its transactions' chunk groups
+    (:meth:`AggregatorClient.plan`)."""
 
     device: str
     values: IntArray
@@ -450,13 +451,13 @@ class AggregatorClient:
             device, HistoryState(self.config.num_params, self.config.history_window)
         )
 
-    def _plan(self, device: str, values: IntArray, reference: bytes) -> _Plan:
+    def _plan(self, device: str, values: IntArray, reference: bytes) -> UpdatePlan:
         state = self.history(device)
         onchain = bytes(self.contract.functions.historyHash(device).call())
         if onchain != state.commitment(self.spans):
             raise TbcimError(f"history mirror of {device} does not match its on-chain commitment")
         packed = pack_update(values)
-        plan = _Plan(
+        plan = UpdatePlan(
             device, values, packed, chunked_hash(packed, self.spans), state.packed(), reference
         )
         per_tx = max(1, self._chunks_per_submit())
@@ -465,10 +466,42 @@ class AggregatorClient:
         ]
         return plan
 
+    def plan(self, device: str, values: ArrayLike) -> UpdatePlan:
+        """One ED's submission of ``values`` (int16 lanes) against the reference in force, read
+        from the chain; checks the ED's history mirror against its on-chain commitment. An ED
+        that sends its own transactions (a worker process) sends :meth:`commit_call` in the
+        commit window, then :meth:`submit_calls` in order."""
+        return self._plan(device, self._values(values), self._reference_bytes())
+
+    def _reference_bytes(self) -> bytes:
+        current = self.global_model()
+        return b"" if current.reference is None else pack_update(current.reference)
+
+    def commit_call(self, round_: int, plan: UpdatePlan) -> Any:
+        """The commit-reveal commitment of ``plan`` for ``round_`` (a contract call to send)."""
+        c = commitment(plan.device, round_, plan.update_hash)
+        return self.contract.functions.commit(round_, c)
+
+    def submit_calls(self, round_: int, plan: UpdatePlan) -> list[Any]:
+        """The submit transactions of ``plan``, one per chunk group, to send in this order."""
+        return [self._submit_fn(round_, plan, first, end) for first, end in plan.groups]
+
+    def verdicts(self, round_: int) -> dict[str, Verdict]:
+        """Each worker's verdict in ``round_`` (device → verdict), from the round's
+        ``UpdateAccepted`` and ``UpdateRejected`` logs; workers that finished no submission
+        are absent."""
+        start = self._opened.get(round_, self.since_block)
+        found: dict[str, Verdict] = {}
+        for event in (self.contract.events.UpdateAccepted, self.contract.events.UpdateRejected):
+            for log in event().get_logs(from_block=start, argument_filters={"round": round_}):
+                verdict = log.args.get("verdict", Verdict.ACCEPTED)
+                found[str(log.args.worker)] = Verdict(verdict)
+        return found
+
     def _chunks_per_submit(self) -> int:
         return chunks_per_submit(self.config.words_per_chunk, self.num_chunks)
 
-    def _submit_fn(self, round_: int, plan: _Plan, first: int, end: int) -> Any:
+    def _submit_fn(self, round_: int, plan: UpdatePlan, first: int, end: int) -> Any:
         start, stop = self.spans[first][0], self.spans[end - 1][1]
         history = plan.history[2 * start : 2 * stop] if plan.history else b""
         reference = plan.reference[start:stop] if plan.reference else b""
@@ -488,18 +521,13 @@ class AggregatorClient:
                 f"{self.node.block_gas_limit:,} gas, but the submission window is "
                 f"{self.config.round_blocks}; deploy with round_blocks >= {needed}",
             )
-        current = self.global_model()
-        reference = b"" if current.reference is None else pack_update(current.reference)
+        reference = self._reference_bytes()
         plans = [self._plan(d, self._values(v), reference) for d, v in updates.items()]
         info = self.round_info(round_)
         if self.config.commit_blocks:
             for plan in plans:
-                c = commitment(plan.device, round_, plan.update_hash)
                 self.node.send(
-                    self.contract.functions.commit(round_, c),
-                    sender=plan.device,
-                    role="ed",
-                    round=round_,
+                    self.commit_call(round_, plan), sender=plan.device, role="ed", round=round_
                 )
             for plan, receipt in zip(plans, self.node.mine(), strict=True):
                 plan.receipts.append(receipt)
@@ -519,7 +547,7 @@ class AggregatorClient:
                 plan.receipts.append(receipt)
         return [self._outcome(round_, plan) for plan in plans]
 
-    def _outcome(self, round_: int, plan: _Plan) -> Submission:
+    def _outcome(self, round_: int, plan: UpdatePlan) -> Submission:
         receipt = plan.receipts[-1]
         accepted = self.contract.events.UpdateAccepted().process_receipt(receipt, errors=DISCARD)
         if accepted:

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 from tbcim.errors import ConfigError
 
 if TYPE_CHECKING:
+    from tbcim.fl.flower.engine import FlowerOptions
     from tbcim.fl.onchain import ChainRound
+    from tbcim.fl.runner import FLRunConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +33,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rounds", type=int, help="global rounds δg (overrides fl.global_rounds)"
     )
     run_parser.add_argument("--seed", type=int, help="seed (overrides fl.seed)")
+    run_parser.add_argument(
+        "--engine",
+        choices=("local", "flower"),
+        default="local",
+        help="local: every ED in this process (default); flower: the EDs as Flower clients on "
+        "Flower's Ray simulation runtime, the chain a JSON-RPC node (anvil started by the run "
+        "unless --rpc-url); see docs/fl.md",
+    )
+    run_parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="Ray CPUs for --engine flower (EDs that train at once)",
+    )
     run_parser.add_argument("--out", required=True, help="run folder to write")
     run_parser.set_defaults(handler=run)
 
@@ -51,17 +67,35 @@ def run(args: argparse.Namespace) -> int:
             flag = "--rounds" if "global_rounds" in err.field else "--seed"
             raise ConfigError(flag, err.problem) from err
         config = dataclasses.replace(config, fl=fl)
+    if args.engine == "flower":
+        from tbcim.fl.flower.engine import FlowerOptions, check_flower_config
+
+        flower = FlowerOptions(workers=args.workers)  # checked before any work
+        check_flower_config(config.fl.attack)
+        if args.rpc_url:
+            return _run(args, config, args.rpc_url, flower)
+        from chain_node.anvil import running_anvil
+
+        with running_anvil(accounts=1 + config.chain.servers) as url:
+            return _run(args, config, url, flower)
+    return _run(args, config, args.rpc_url, None)
+
+
+def _run(
+    args: argparse.Namespace, config: FLRunConfig, rpc_url: str | None, flower: FlowerOptions | None
+) -> int:
     from chain_node.node import ChainNode
     from tbcim.fl.runner import run_fl
 
     c = config.chain
+    eds = 0 if flower is not None else c.eds  # Flower's EDs hold their own keys
     node = (
-        ChainNode.connect(args.rpc_url, n_servers=c.servers, n_devices=c.eds, seed=config.fl.seed)
-        if args.rpc_url
-        else ChainNode.embedded(n_servers=c.servers, n_devices=c.eds, seed=config.fl.seed)
+        ChainNode.connect(rpc_url, n_servers=c.servers, n_devices=eds, seed=config.fl.seed)
+        if rpc_url
+        else ChainNode.embedded(n_servers=c.servers, n_devices=eds, seed=config.fl.seed)
     )
     print(
-        f"BCFL on {node.backend}: {c.servers} ESs x {c.eds_per_server} EDs, "
+        f"BCFL on {node.backend} ({args.engine} engine): {c.servers} ESs x {c.eds_per_server} EDs, "
         f"{config.fl.dataset}, attack {config.fl.attack}, {config.fl.global_rounds} rounds"
     )
 
@@ -74,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    summary = run_fl(config, node, args.out, progress)
+    summary = run_fl(config, node, args.out, progress, flower=flower)
     print(
         f"\nfinal accuracy {summary['final_accuracy']:.4f}, malicious rejected "
         f"{summary['malicious_rejected_rate']}, honest rejected {summary['honest_rejected_rate']}, "

@@ -92,6 +92,16 @@ class ChainRound:
     model_hash: str
 
 
+@dataclass(frozen=True)
+class RoundStart:
+    """Who takes part in an FL round: its ESs down and live, and the participating EDs."""
+
+    round: int
+    down: tuple[int, ...]
+    live: list[int]
+    participants: tuple[int, ...]
+
+
 def rejection_counts(
     records: Sequence[ChainRound], attackers: Collection[int], *, malicious: bool
 ) -> tuple[int, int]:
@@ -120,14 +130,18 @@ class OnChainFL:
     #: The ES accounts, by ES index (default: the node's first ones); a market passes its
     #: task's winners.
     server_accounts: Sequence[str] | None = None
+    #: The ED accounts, by ED index (default: the node's device accounts); the Flower engine
+    #: passes the addresses of the EDs' own keys (:mod:`tbcim.fl.flower`).
+    device_accounts: Sequence[str] | None = None
     client: AggregatorClient = field(init=False)
 
     def __post_init__(self) -> None:
         n_eds = len(self.task.data_sizes)
         if len(self.owners) != n_eds:
             raise ConfigError("owners", f"need one ES per ED ({n_eds}), got {len(self.owners)}")
-        if n_eds > len(self.node.devices):
-            raise ConfigError("eds", f"{n_eds} EDs but the chain has {len(self.node.devices)}")
+        devices = list(self.node.devices if self.device_accounts is None else self.device_accounts)
+        if n_eds > len(devices):
+            raise ConfigError("eds", f"{n_eds} EDs but the chain has {len(devices)}")
         n_servers = max(self.owners) + 1
         accounts = list(self.node.servers if self.server_accounts is None else self.server_accounts)
         if min(self.owners) < 0 or n_servers > len(accounts):
@@ -160,7 +174,7 @@ class OnChainFL:
             [max(d, 1) for d in declared],
             publisher=self.node.requester,
         )
-        self.devices: list[str] = [str(d) for d in self.node.devices[:n_eds]]
+        self.devices: list[str] = [str(d) for d in devices[:n_eds]]
         for ed in workers:
             self.client.register_worker(self.servers[self.owners[ed]], self.devices[ed], sizes[ed])
         codec = self.client.codec
@@ -179,18 +193,13 @@ class OnChainFL:
 
     def run_round(self, round: int, down: Collection[int] = ()) -> ChainRound:
         """One FL round with ESs ``down`` failed (see the module docstring)."""
-        live = [s for s in range(len(self.servers)) if s not in down]
-        if not live:
-            raise ConfigError("failures", f"every ES is down in round {round}")
-        self.node.set_stakes(self._stakes_without({self.servers[s] for s in down}))
-        participants = [ed for ed in self.registered if self.owners[ed] not in down]
+        live, participants = self.begin_round(round, down)
         params = self.global_params()
         started = time.perf_counter()
         raw = self.task.submissions(params, round, participants)
         train_seconds = time.perf_counter() - started
         codec = self.client.codec
         screened = screen_updates(raw, self.task.num_params, codec)
-        rejected: dict[int, str] = dict(screened.rejected)
         chain_started = time.perf_counter()
         ledger_start = len(self.node.ledger.entries)
         chain_round = self.client.open_round(self.servers[live[0]])
@@ -200,32 +209,74 @@ class OnChainFL:
         }
         subs = self.client.submit_round(chain_round, quantised) if quantised else []
         self.client.wait_for_deadline(chain_round)
-        ed_of: dict[str, int] = {device: ed for ed, device in enumerate(self.devices)}
-        ed_gas = {ed_of[s.device]: s.gas_used for s in subs}
-        for s in subs:
-            if not s.accepted:
-                rejected[ed_of[s.device]] = Verdict(s.verdict).name
-        if any(s.accepted for s in subs):
-            aggregation = self.client.aggregate(chain_round, self.servers[live[-1]])
+        ed_of = self.ed_of()
+        verdicts = {ed_of[s.device]: s.verdict for s in subs}
+        return self.close_round(
+            RoundStart(round, tuple(sorted(down)), live, tuple(participants)),
+            chain_round,
+            verdicts,
+            dict(screened.rejected),
+            train_seconds,
+            chain_started,
+            ledger_start,
+        )
+
+    def ed_of(self) -> dict[str, int]:
+        """ED index of each device address."""
+        return {device: ed for ed, device in enumerate(self.devices)}
+
+    def begin_round(self, round: int, down: Collection[int] = ()) -> tuple[list[int], list[int]]:
+        """The live ESs and the participating EDs (those of live ESs) of ``round``; the failed
+        ESs leave the proof-of-stake election for the round."""
+        live = [s for s in range(len(self.servers)) if s not in down]
+        if not live:
+            raise ConfigError("failures", f"every ES is down in round {round}")
+        self.node.set_stakes(self._stakes_without({self.servers[s] for s in down}))
+        return live, [ed for ed in self.registered if self.owners[ed] not in down]
+
+    def close_round(
+        self,
+        start: RoundStart,
+        chain_round: int,
+        verdicts: dict[int, Verdict],
+        rejected: dict[int, str],
+        train_seconds: float,
+        chain_started: float,
+        ledger_start: int,
+    ) -> ChainRound:
+        """After the deadline: the last live ES aggregates (if any update was accepted), the
+        new model is read back from the chain and scored; ``verdicts`` are the contract's per
+        ED, ``rejected`` the reasons of EDs that sent nothing (screening, a dropped ED)."""
+        rejected = dict(rejected)
+        for ed, verdict in verdicts.items():
+            if verdict != Verdict.ACCEPTED:
+                rejected[ed] = verdict.name
+        ed_of = self.ed_of()
+        if any(v == Verdict.ACCEPTED for v in verdicts.values()):
+            aggregation = self.client.aggregate(chain_round, self.servers[start.live[-1]])
             for device in aggregation.excluded:
                 rejected[ed_of[device]] = Verdict.NORM_BOUND.name
         accepted = tuple(
-            sorted(ed_of[s.device] for s in subs if s.accepted and ed_of[s.device] not in rejected)
+            sorted(ed for ed, v in verdicts.items() if v == Verdict.ACCEPTED and ed not in rejected)
         )
         model = self.client.global_model()
         chain_seconds = time.perf_counter() - chain_started
-        gas = sum(e.gas_used for e in self.node.ledger.entries[ledger_start:])
-        evaluation = self.task.evaluate(codec.dequantize(model.values))
+        entries = self.node.ledger.entries[ledger_start:]
+        ed_gas: dict[int, int] = {}
+        for e in entries:
+            if e.role == "ed" and e.sender in ed_of:
+                ed_gas[ed_of[e.sender]] = ed_gas.get(ed_of[e.sender], 0) + e.gas_used
+        evaluation = self.task.evaluate(self.client.codec.dequantize(model.values))
         return ChainRound(
-            round=round,
+            round=start.round,
             chain_round=chain_round,
             accuracy=evaluation.accuracy,
             loss=evaluation.loss,
-            participants=tuple(participants),
+            participants=start.participants,
             accepted=accepted,
             rejected=dict(sorted(rejected.items())),
-            failed_servers=tuple(sorted(down)),
-            gas=gas,
+            failed_servers=start.down,
+            gas=sum(e.gas_used for e in entries),
             ed_gas=ed_gas,
             train_seconds=train_seconds,
             chain_seconds=chain_seconds,

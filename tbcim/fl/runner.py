@@ -33,6 +33,7 @@ from tbcim.results import write_json
 
 if TYPE_CHECKING:
     from chain_node.node import ChainNode
+    from tbcim.fl.flower.engine import FlowerOptions
 
 
 @dataclass(frozen=True)
@@ -137,20 +138,43 @@ def run_fl(
     node: ChainNode,
     out: str | Path,
     on_round: Callable[[ChainRound], None] | None = None,
+    *,
+    flower: FlowerOptions | None = None,
 ) -> dict[str, Any]:
-    """Build the task, run δg rounds on ``node`` and write the run folder; returns the summary."""
+    """Build the task, run δg rounds on ``node`` and write the run folder; returns the summary.
+
+    With ``flower`` the rounds run on the Flower engine (:mod:`tbcim.fl.flower`: the EDs as
+    Flower clients with their own keys, ``node`` a JSON-RPC node); else in this process."""
     from tbcim.fl.task import build_task
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "config.json", config.to_dict())
     c = config.chain
+    devices = None
+    if flower is not None:
+        from tbcim.fl.flower.engine import check_flower_config, flower_devices
+
+        check_flower_config(config.fl.attack)
+        devices = flower_devices(config.fl.seed, c.eds)
     task = build_task(config.fl, n_eds=c.eds)
     owners = [ed // c.eds_per_server for ed in range(c.eds)]
-    fl = OnChainFL(node, task, owners, c.aggregator(task.num_params), c.bootstrap_reference)
+    fl = OnChainFL(
+        node,
+        task,
+        owners,
+        c.aggregator(task.num_params),
+        c.bootstrap_reference,
+        device_accounts=devices,
+    )
     failures = [Failure(tuple(config.failure.servers), config.failure.start, config.failure.end)]
     start = time.perf_counter()
-    records = fl.run(config.fl.global_rounds, failures, on_round)
+    if flower is None:
+        records = fl.run(config.fl.global_rounds, failures, on_round)
+    else:
+        from tbcim.fl.flower.engine import run_flower_rounds
+
+        records = run_flower_rounds(fl, config.fl.global_rounds, failures, on_round, flower)
     seconds = time.perf_counter() - start
     rows = [dataclasses.asdict(r) for r in records]
     write_json(out_dir / "rounds.json", rows)
@@ -172,6 +196,7 @@ def run_fl(
         "chain_s_per_round": sum(r.chain_seconds for r in records) / len(records),
         "s_per_round": seconds / len(records),
         "backend": node.backend,
+        "engine": "local" if flower is None else "flower",
     }
     write_json(out_dir / "summary.json", summary)
     _plot(out_dir / "accuracy.png", records, config)

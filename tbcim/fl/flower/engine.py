@@ -1,0 +1,242 @@
+"""Run an :class:`~tbcim.fl.onchain.OnChainFL` task's rounds on Flower's simulation runtime
+(issue 13; TBCIM section II-A, Fig. 3, with the EDs as Ray workers).
+
+:func:`run_flower_rounds` gives the EDs their own keys (funded by the requester, registered as
+the task's workers before the aggregator is used), builds the ``ServerApp``
+(:mod:`tbcim.fl.flower.server_app`) and runs it with the ``ClientApp``
+(:mod:`tbcim.fl.flower.client_app`) through ``flwr.simulation.run_simulation`` on the Ray
+backend. The chain must be a JSON-RPC node: Ray workers are other processes and cannot see an
+embedded chain.
+
+Ray is started once per :func:`ray_session` (``workers`` CPUs: that many EDs train at once) and
+shut down when it ends; without an open session each run opens its own. Flower's Ray backend
+shuts Ray down after every simulation; inside a session the engine swaps in a backend that
+only stops its actors (:func:`_shared_ray`, written against ``flwr`` 1.42.0, the pinned
+version), so a test session or a benchmark pays Ray's start-up once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tbcim.errors import ConfigError, TbcimError
+from tbcim.fl.flower.server_app import ChainRoundControl, FlowerEngineError, server_app
+from tbcim.fl.flower.spec import ED_FUNDS_WEI, RunSpec, ed_account
+from tbcim.fl.onchain import ChainRound, Failure, OnChainFL
+
+#: How long a pool waits for Ray to restart a worker process that died.
+RESTART_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class FlowerOptions:
+    """How the Flower engine runs.
+
+    - ``workers``: CPUs Ray gets when the engine starts it (EDs that train at once);
+    - ``cpus_per_ed``: CPUs each ED's worker reserves (Flower's ``client_resources``);
+    - ``reply_timeout_s``: how long a round phase waits for the EDs' replies before it goes on
+      without the missing ones; ``start_timeout_s``: how long the first message waits before
+      the runtime counts as not started;
+    - ``kill``: fault injection, ED → FL round in which its worker process exits mid-round.
+    """
+
+    workers: int = 2
+    cpus_per_ed: float = 1.0
+    reply_timeout_s: float = 600.0
+    start_timeout_s: float = 120.0
+    kill: Mapping[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.workers, bool) or self.workers < 1:
+            raise ConfigError("--workers", f"must be a positive integer, got {self.workers!r}")
+        if not 0 < self.cpus_per_ed <= self.workers:
+            raise ConfigError(
+                "cpus_per_ed", f"must lie in (0, workers = {self.workers}], got {self.cpus_per_ed}"
+            )
+        for name in ("reply_timeout_s", "start_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(name, f"must be positive, got {getattr(self, name)}")
+
+
+def flower_devices(seed: int, n_eds: int) -> list[str]:
+    """The addresses of the EDs' own keys (:func:`~tbcim.fl.flower.spec.ed_account`), by ED."""
+    return [ed_account(seed, ed).address for ed in range(n_eds)]
+
+
+def check_flower_config(attack: str) -> None:
+    """What the Flower engine cannot run: the ``copy`` attack reads its peers' honest updates
+    of the previous round from the in-process task, which a worker process does not have."""
+    if attack == "copy":
+        raise ConfigError(
+            "fl.attack",
+            "the copy attack reads other EDs' updates from the in-process task; the Flower "
+            "engine runs each ED in its own worker: use --engine local",
+        )
+
+
+@contextlib.contextmanager
+def ray_session(workers: int) -> Iterator[None]:
+    """Ray on this machine with ``workers`` CPUs for the block (kept across Flower runs); a
+    session already open is reused. A start failure raises :class:`FlowerEngineError`."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        ray.init(
+            num_cpus=workers,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
+    except Exception as err:  # Ray raises many types; all mean "no runtime"
+        raise FlowerEngineError(f"Ray could not start: {type(err).__name__}: {err}") from err
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def _shared_ray() -> Iterator[None]:
+    """Flower's Ray backend with two changes (the simulation runtime looks the class up in
+    this module when it starts):
+
+    - ``terminate`` stops the actors but not Ray (see the module docstring);
+    - an actor whose message failed (its worker process died) goes back to the pool only once
+      Ray has restarted it. Flower puts it back at once, and every message sent to it while it
+      restarts fails too: one dead ED would take others out of the round.
+    """
+    import ray
+    from flwr.server.superlink.fleet.vce.backend import raybackend
+    from flwr.simulation.ray_transport.ray_actor import BasicActorPool, ClientAppActor
+
+    class RestartAwarePool(BasicActorPool):  # type: ignore[misc]
+        def fetch_result_and_return_actor_to_pool(self, future: Any) -> Any:
+            _, out_message, context = ray.get(future)
+            BasicActorPool.add_actor_back_to_pool(self, future)
+            return out_message, context
+
+        def add_actor_back_to_pool(self, future: Any) -> None:
+            """Only after a failed message (the success path is above)."""
+            actor: Any = self._future_to_actor[future]
+            deadline = time.monotonic() + RESTART_TIMEOUT_S
+            while time.monotonic() < deadline:
+                try:
+                    ray.get(actor.__ray_ready__.remote(), timeout=RESTART_TIMEOUT_S)
+                    break
+                except Exception:  # restarting: Ray refuses the call until it is back
+                    time.sleep(0.2)
+            BasicActorPool.add_actor_back_to_pool(self, future)
+
+    original = raybackend.RayBackend
+
+    class SharedRayBackend(original):  # type: ignore[misc, valid-type]
+        def build(self, app_fn: Any) -> None:
+            self.pool = RestartAwarePool(ClientAppActor, self.client_resources, self.actor_kwargs)
+            self.pool.add_actors_to_pool(self.pool.actors_capacity)
+            self.app_fn = app_fn
+
+        def terminate(self) -> None:
+            if self.pool:
+                self.pool.terminate_all_actors()
+
+    raybackend.RayBackend = SharedRayBackend  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        raybackend.RayBackend = original  # type: ignore[misc]
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
+def run_flower_rounds(
+    fl: OnChainFL,
+    rounds: int,
+    failures: Sequence[Failure] = (),
+    on_round: Callable[[ChainRound], None] | None = None,
+    options: FlowerOptions | None = None,
+) -> list[ChainRound]:
+    """``rounds`` FL rounds of ``fl`` with the EDs as Flower clients (see the module
+    docstring). ``fl`` must have been built on a JSON-RPC node with the EDs' own addresses
+    (:func:`flower_devices`) as its device accounts; they are funded here."""
+    from flwr.simulation import run_simulation
+
+    from tbcim.fl.flower.client_app import app as client_app
+
+    options = options or FlowerOptions()
+    task_config = getattr(fl.task, "config", None)
+    if task_config is None:
+        raise ConfigError("task", "the Flower engine rebuilds the task from its FLConfig")
+    check_flower_config(task_config.attack)
+    rpc_url = fl.node.rpc_url
+    if rpc_url is None:
+        raise ConfigError(
+            "--rpc-url",
+            "the Flower engine's EDs run in other processes and need a JSON-RPC node "
+            "(anvil started by the run, or --rpc-url), not the embedded chain",
+        )
+    expected = flower_devices(task_config.seed, len(fl.devices))
+    if fl.devices != expected:
+        raise ConfigError("devices", "the task's ED accounts are not the EDs' own keys")
+    fl.node.fund([fl.devices[ed] for ed in fl.registered], ED_FUNDS_WEI)
+    spec = RunSpec(
+        rpc_url=rpc_url,
+        contract=str(fl.client.contract.address),
+        since_block=fl.client.since_block,
+        aggregator=dataclasses.asdict(fl.client.config),
+        fl=dataclasses.asdict(task_config),
+        n_eds=len(fl.devices),
+        requester=fl.node.requester,
+        servers=list(fl.servers),
+        kill={int(ed): int(r) for ed, r in options.kill.items()},
+    )
+    control = ChainRoundControl(fl, spec, options.reply_timeout_s, options.start_timeout_s)
+    records: list[ChainRound] = []
+
+    def record(r: ChainRound) -> None:
+        records.append(r)
+        if on_round is not None:
+            on_round(r)
+
+    def down(r: int) -> set[int]:
+        return set().union(*(f.down(r) for f in failures)) if failures else set()
+
+    backend: dict[str, Any] = {
+        "client_resources": {
+            "num_cpus": options.cpus_per_ed,
+            "num_gpus": 0.0,
+            # A worker process that dies is restarted; the message it was handling fails, so
+            # its ED misses the round (no retry: it may have sent a transaction already).
+            "max_restarts": -1,
+        },
+    }
+    app = server_app(control, rounds, down, record)
+    with ray_session(options.workers), _shared_ray():
+        try:
+            run_simulation(app, client_app, len(fl.devices), backend_config=backend)
+        except TbcimError:
+            raise  # the ServerApp's own errors (the chain, a config) keep their message
+        except Exception as err:
+            cause = _root_cause(err)
+            if isinstance(cause, TbcimError):
+                raise cause from err
+            raise FlowerEngineError(
+                f"the Flower simulation failed: {type(cause).__name__}: {cause}"
+            ) from err
+    if len(records) != rounds:
+        raise FlowerEngineError(
+            f"the Flower simulation ended after {len(records)} of {rounds} rounds"
+        )
+    return records
