@@ -59,7 +59,7 @@ def runs(ray_runtime: None, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     with running_anvil(accounts=1 + N_ES + N_EDS) as url:
         node = ChainNode.connect(url, n_servers=N_ES, n_devices=N_EDS, seed=11)
         run_fl(run_config(3), node, out / "local")
-    options = FlowerOptions(workers=1, kill={KILLED_ED: KILLED_ROUND}, reply_timeout_s=120)
+    options = FlowerOptions(workers=1, kill={KILLED_ED: KILLED_ROUND}, reply_timeout_s=300)
     with running_anvil(accounts=1 + N_ES) as url:
         node = ChainNode.connect(url, n_servers=N_ES, n_devices=0, seed=11)
         summary = run_fl(run_config(5), node, out / "flower", flower=options)
