@@ -22,15 +22,19 @@ Flower discovery message are not in it: they are ``setup_s`` and ``start_s``):
   reading the global model from the chain and training (the ``train_s`` its ``ClientApp``
   reports), divided by ``workers`` (the EDs that train at once);
 - ``chain_s``: the chain's share. Local engine: ``ChainRound.chain_seconds`` (opening the
-  round, every ED's commit and submission, the blocks, the deadline, aggregation, the model
-  read back). Flower engine: ``ChainRound.chain_seconds`` less the wall time of the
-  ``train.submit`` phase, i.e. what the ``ServerApp`` does on chain itself;
+  round, every ED's commit and submission sent from this process, the blocks, the deadline,
+  aggregation, the model read back). Flower engine: what the ``ServerApp`` does on chain
+  (``ChainRound.chain_seconds`` less the wall time of the ``train.submit`` phase) plus the
+  EDs' own chain work in the workers (each ED's ``commit`` and ``submit`` handlers' wall time
+  less its training: screening, quantising, signing and sending its transactions), summed over
+  EDs and divided by ``workers``; the handlers' times come from the engine's own handlers
+  wrapped by :func:`timed_client_app`;
 - ``overhead_ms_per_ed`` = 1000 (``s_per_round`` − ``train_s`` − ``chain_s``) / EDs. On the
-  Flower engine this is the two ED phases' wall time less the training: Flower's messaging and
-  Ray's scheduling, plus the EDs' own signing and sending of their transactions (in the
-  workers; they cannot be told apart from outside the ``ClientApp``), so it is an upper bound
-  on the framework's overhead. On the local engine the EDs' transactions are in ``chain_s`` and
-  the overhead is the round loop's own work (the model read, screening, the evaluation);
+  Flower engine this is the two ED phases' wall time less the handlers' time over the workers:
+  Flower's messaging, Ray's scheduling and the idle time of a worker waiting for the other
+  (plus the round loop's own work below). On the local engine it is the round loop's own work
+  (the model read before training, screening, the evaluation of the new model), which the
+  Flower rows also carry;
 - ``peak_rss_mb``: the peak, over the row's run (deployment included), of the summed resident
   set size of this process and all its descendants (anvil; Ray's GCS, raylet and worker
   processes), sampled every 0.2 s from ``/proc`` (psutil is not installed). Shared pages are
@@ -196,6 +200,7 @@ class RoundTiming:
     ed_gas: int
     participants: int
     accepted: int
+    ed_chain_s: float = 0.0  # Flower: the EDs' chain work in the workers (in chain_s)
 
 
 def overhead_ms_per_ed(round_s: float, train_s: float, chain_s: float, eds: int) -> float:
@@ -204,18 +209,17 @@ def overhead_ms_per_ed(round_s: float, train_s: float, chain_s: float, eds: int)
 
 
 def flower_round(
-    record_train_s: float,
-    record_chain_s: float,
-    submit_phase_s: float,
+    server_chain_s: float,
     ed_train_s: Sequence[float],
+    ed_handler_s: Sequence[float],
     workers: int,
-    round_s: float,
 ) -> tuple[float, float, float]:
-    """(round_s, train_s, chain_s) of a Flower round: the EDs' training over the workers, the
-    chain less the submit phase (``record_train_s`` is the commit phase's wall time, which is
-    not needed: it is in ``round_s``)."""
-    del record_train_s
-    return round_s, sum(ed_train_s) / workers, record_chain_s - submit_phase_s
+    """(train_s, chain_s, ed_chain_s) of a Flower round: the EDs' training over the workers;
+    the ServerApp's chain time plus the EDs' handler time less their training, over the
+    workers."""
+    train = sum(ed_train_s) / workers
+    ed_chain = (sum(ed_handler_s) - sum(ed_train_s)) / workers
+    return train, server_chain_s + ed_chain, ed_chain
 
 
 def make_row(
@@ -248,6 +252,7 @@ def make_row(
         "s_per_round": s,
         "train_s": train,
         "chain_s": chain,
+        "ed_chain_s": mean([r.ed_chain_s for r in warm]),
         "overhead_ms_per_ed": overhead_ms_per_ed(s, train, chain, eds),
         "peak_rss_mb": peak_rss_mb,
         "gas_per_round": mean([float(r.gas) for r in warm]),
@@ -411,7 +416,9 @@ def _wrapped(owner: Any, name: str, wrap: Callable[[Any], Any]) -> Iterator[None
         setattr(owner, name, original)
 
 
-def _timing(record: ChainRound, round_s: float, train_s: float, chain_s: float) -> RoundTiming:
+def _timing(
+    record: ChainRound, round_s: float, train_s: float, chain_s: float, ed_chain_s: float = 0.0
+) -> RoundTiming:
     return RoundTiming(
         round_s=round_s,
         train_s=train_s,
@@ -420,6 +427,7 @@ def _timing(record: ChainRound, round_s: float, train_s: float, chain_s: float) 
         ed_gas=sum(record.ed_gas.values()),
         participants=len(record.participants),
         accepted=len(record.accepted),
+        ed_chain_s=ed_chain_s,
     )
 
 
@@ -455,14 +463,42 @@ def run_local(fl: OnChainFL, rounds: int) -> list[RoundTiming]:
     return out
 
 
+def timed_client_app() -> Any:
+    """The engine's ``ClientApp`` with each handler's wall time in its reply (``handler_s``):
+    the same handlers (``tbcim.fl.flower.client_app``), called from a new app. Defined here,
+    in the script, so that Ray ships it to the workers by value."""
+    from flwr.clientapp import ClientApp
+
+    from tbcim.fl.flower import client_app as engine_app
+
+    app = ClientApp()
+
+    def timed(handler: Any) -> Any:
+        def run(message: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            reply = handler(message, context)
+            if reply.has_content() and "metrics" in reply.content:
+                reply.content["metrics"]["handler_s"] = time.perf_counter() - started
+            return reply
+
+        return run
+
+    app.query("whoami")(engine_app.whoami)
+    app.train("commit")(timed(engine_app.commit))
+    app.train("submit")(timed(engine_app.submit))
+    return app
+
+
 def run_flower(fl: OnChainFL, rounds: int, workers: int) -> tuple[list[RoundTiming], float]:
     """The rounds on the Flower engine (Ray already started), and the seconds from the call to
     the first round's start (the EDs' funding, the actors' start, discovery)."""
+    from tbcim.fl.flower import client_app as engine_app
     from tbcim.fl.flower.engine import FlowerOptions, run_flower_rounds
     from tbcim.fl.flower.server_app import ChainRoundControl
     from tbcim.fl.flower.spec import COMMIT, SUBMIT
 
     ed_train: list[float] = []
+    ed_handler: list[float] = []
     submit_s: list[float] = []
     round_s: list[float] = []
     first_start: list[float] = []
@@ -470,10 +506,13 @@ def run_flower(fl: OnChainFL, rounds: int, workers: int) -> tuple[list[RoundTimi
     def send(original: Any) -> Any:
         def wrapper(self: Any, grid: Any, kind: str, *args: Any, **kwargs: Any) -> Any:
             replies = list(original(self, grid, kind, *args, **kwargs))
-            if kind == COMMIT:
-                for reply in replies:
-                    if not reply.has_error():
-                        ed_train.append(float(reply.content["metrics"]["train_s"]))
+            for reply in replies if kind in (COMMIT, SUBMIT) else ():
+                if reply.has_error():
+                    continue
+                metrics = reply.content["metrics"]
+                ed_handler.append(float(metrics["handler_s"]))
+                if kind == COMMIT:
+                    ed_train.append(float(metrics["train_s"]))
             return replies
 
         return wrapper
@@ -501,18 +540,18 @@ def run_flower(fl: OnChainFL, rounds: int, workers: int) -> tuple[list[RoundTimi
     timings: list[RoundTiming] = []
 
     def on_round(record: ChainRound) -> None:
-        trained = list(ed_train)
+        server_chain = record.chain_seconds - submit_s[-1]
+        train, chain, ed_chain = flower_round(server_chain, ed_train, ed_handler, workers)
         ed_train.clear()
-        wall, train, chain = flower_round(
-            record.train_seconds, record.chain_seconds, submit_s[-1], trained, workers, round_s[-1]
-        )
-        timings.append(_timing(record, wall, train, chain))
+        ed_handler.clear()
+        timings.append(_timing(record, round_s[-1], train, chain, ed_chain))
 
     called = time.perf_counter()
     with (
         _wrapped(ChainRoundControl, "_send", send),
         _wrapped(ChainRoundControl, "_phase", phase),
         _wrapped(ChainRoundControl, "run_round", run_round),
+        _wrapped(engine_app, "app", lambda _: timed_client_app()),
     ):
         run_flower_rounds(fl, rounds, (), on_round, FlowerOptions(workers=workers))
     return timings, first_start[0] - called

@@ -40,28 +40,30 @@ def test_overhead_is_the_rest_of_the_round_per_ed(bench: ModuleType) -> None:
     assert bench.overhead_ms_per_ed(1.0, 0.5, 0.5, 10) == pytest.approx(0.0)
 
 
-def test_flower_round_spreads_training_over_workers_and_drops_the_submit_phase(
-    bench: ModuleType,
-) -> None:
-    wall, train, chain = bench.flower_round(9.0, 3.0, 1.0, [0.1] * 10, 2, 5.0)
-    assert (wall, train, chain) == pytest.approx((5.0, 0.5, 2.0))
+def test_flower_round_spreads_ed_work_over_workers(bench: ModuleType) -> None:
+    """Training: Σ train / workers; chain: the ServerApp's plus Σ (handler − train) / workers."""
+    train, chain, ed_chain = bench.flower_round(2.0, [0.1] * 10, [0.3] * 10, 2)
+    assert (train, chain, ed_chain) == pytest.approx((0.5, 2.0 + 1.0, 1.0))
+    one = bench.flower_round(0.0, [0.2, 0.4], [0.2, 0.4], 1)
+    assert one == pytest.approx((0.6, 0.0, 0.0))
 
 
 def test_row_averages_the_rounds_after_the_first(bench: ModuleType) -> None:
     rounds = [
         timing(bench, 30.0, 20.0, 5.0, gas=7, ed_gas=7, participants=10),  # the cold round
         timing(bench, 10.0, 4.0, 3.0, gas=1000, ed_gas=800, participants=10, accepted=8),
-        timing(bench, 14.0, 6.0, 5.0, gas=3000, ed_gas=1200, participants=10, accepted=10),
+        timing(bench, 14.0, 6.0, 5.0, gas=3000, ed_gas=1200, participants=10, ed_chain_s=1.0),
     ]
     row = bench.make_row(100, "flower", 2, rounds, setup_s=1.5, start_s=8.0, peak_rss_mb=512.0)
     assert row["s_per_round"] == pytest.approx(12.0)
     assert row["train_s"] == pytest.approx(5.0)
     assert row["chain_s"] == pytest.approx(4.0)
+    assert row["ed_chain_s"] == pytest.approx(0.5)
     assert row["overhead_ms_per_ed"] == pytest.approx(1000 * (12.0 - 5.0 - 4.0) / 100)
     assert row["gas_per_round"] == pytest.approx(2000.0)
     assert row["gas_per_ed"] == pytest.approx((800 + 1200) / 20)
     assert row["eds_per_s"] == pytest.approx(10 / 12.0)
-    assert row["accepted_per_round"] == pytest.approx(9.0)
+    assert row["accepted_per_round"] == pytest.approx(8.5)
     assert (row["rounds"], row["rounds_averaged"], row["first_round_s"]) == (3, 2, 30.0)
     assert row["round_s"] == [30.0, 10.0, 14.0]
     issue_keys = {"eds", "engine", "workers", "s_per_round", "train_s", "chain_s"}
