@@ -281,21 +281,24 @@ def projection(
     """EDs per second a ``nodes``-node Ray cluster could train, against EDs per second the chain
     can take, from the measured Flower row with the most EDs (then the most workers).
 
-    - workers: each ED occupies a worker for ``workers × (s_per_round − chain_s) / eds``
-      seconds (its training plus everything counted as overhead, all assumed to parallelise);
-      the cluster has ``nodes × cpus_per_node`` workers;
-    - chain: blocks of ``block_gas`` gas every ``block_time_s`` seconds, ``gas_per_ed`` per ED
-      and round (its commit and submission); the ESs' own transactions (opening, aggregating)
-      are per round, not per ED, and left out.
+    - workers: each ED occupies a worker for ``workers × (s_per_round − server chain) / eds``
+      seconds, the server chain being ``chain_s − ed_chain_s`` (so its training, its own chain
+      work and the framework overhead, all assumed to parallelise); the cluster has
+      ``nodes × cpus_per_node`` workers;
+    - chain: blocks of ``block_gas`` gas every ``block_time_s`` seconds; each ED costs the
+      round's gas over its EDs (``gas_per_round / eds``: its commit and submission and its
+      share of the ESs' opening and aggregation, which grows with the EDs).
     """
     flower = [r for r in rows if r["engine"] == "flower"]
     if not flower:
         return {"available": False, "why": "no Flower row measured"}
     base = max(flower, key=lambda r: (r["eds"], r["workers"]))
-    worker_s_per_ed = base["workers"] * (base["s_per_round"] - base["chain_s"]) / base["eds"]
+    server_chain_s = base["chain_s"] - base.get("ed_chain_s", 0.0)
+    worker_s_per_ed = base["workers"] * (base["s_per_round"] - server_chain_s) / base["eds"]
     cluster_workers = nodes * cpus_per_node
     train_eds_per_s = cluster_workers / worker_s_per_ed
-    eds_per_block = block_gas / base["gas_per_ed"]
+    gas_per_ed = base["gas_per_round"] / base["eds"]
+    eds_per_block = block_gas / gas_per_ed
     chain_eds_per_s = eds_per_block / block_time_s
     limit = "chain" if chain_eds_per_s < train_eds_per_s else "training"
     return {
@@ -307,18 +310,22 @@ def projection(
         "block_time_s": block_time_s,
         "worker_s_per_ed": worker_s_per_ed,
         "train_eds_per_s": train_eds_per_s,
-        "gas_per_ed": base["gas_per_ed"],
+        "gas_per_ed_all_transactions": gas_per_ed,
         "eds_per_block": eds_per_block,
         "chain_eds_per_s": chain_eds_per_s,
         "limit": limit,
         "eds_per_s": min(train_eds_per_s, chain_eds_per_s),
+        "ratio": max(train_eds_per_s, chain_eds_per_s) / min(train_eds_per_s, chain_eds_per_s),
         "assumptions": [
             f"{nodes} nodes of {cpus_per_node} CPUs like this machine's, one ED per CPU at a time",
-            "each ED's worker time (training, model read, messaging, signing) is this machine's "
-            "at the measured row and parallelises perfectly; the ServerApp's per-message cost "
-            "(one process) is not a bottleneck (not measured apart)",
-            f"the chain: {block_gas:,}-gas blocks every {block_time_s:g} s, each ED's commit "
-            "and submission at the measured gas, the ESs' per-round transactions ignored",
+            "each ED's worker time (training, model read, its own transactions, Flower's "
+            "messaging) is this machine's at the measured row and parallelises perfectly; the "
+            "ServerApp's and the SuperLink's per-message cost (one process) is not a bottleneck "
+            "(not measured apart)",
+            f"the chain: {block_gas:,}-gas blocks every {block_time_s:g} s, each ED costing the "
+            "measured row's gas per round over its EDs (every transaction of the round)",
+            "one aggregator task takes at most max_eds EDs per round (the aggregation "
+            "transaction's caps), so a larger population is several tasks sharing the chain",
         ],
     }
 
@@ -620,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {
         "rows": rows,
         "projection": projection(rows, block_time_s=plan.block_time_s),
+        "max_eds_per_task": max_eds(),
         "goals": goals(rows),
         "ray_start_s": ray_start_s,
         "load_average_at_start": load,

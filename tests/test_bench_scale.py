@@ -93,8 +93,9 @@ def flower_row(eds: int, workers: int, s: float, chain: float, gas_per_ed: float
         "engine": "flower",
         "workers": workers,
         "s_per_round": s,
-        "chain_s": chain,
-        "gas_per_ed": gas_per_ed,
+        "chain_s": chain + 1.0,
+        "ed_chain_s": 1.0,  # the EDs' own: in the workers' time, not the server's chain
+        "gas_per_round": gas_per_ed * eds,
         "overhead_ms_per_ed": 15.0,
         "rounds": 2,
     }
@@ -109,11 +110,13 @@ def test_projection_is_the_slower_of_the_workers_and_the_chain(bench: ModuleType
     ]
     p = bench.projection(rows, nodes=100, cpus_per_node=2, block_gas=30_000_000, block_time_s=12)
     assert p["from_row"] == {"eds": 100, "engine": "flower", "workers": 2}
+    assert p["gas_per_ed_all_transactions"] == pytest.approx(1e6)
     assert p["worker_s_per_ed"] == pytest.approx(2 * (10.0 - 2.0) / 100)
     assert p["train_eds_per_s"] == pytest.approx(200 / 0.16)
     assert p["eds_per_block"] == pytest.approx(30.0)
     assert p["chain_eds_per_s"] == pytest.approx(2.5)
     assert (p["limit"], p["eds_per_s"]) == ("chain", pytest.approx(2.5))
+    assert p["ratio"] == pytest.approx(1250 / 2.5)
     fast_chain = bench.projection(rows, nodes=1, cpus_per_node=1, block_gas=10**12, block_time_s=1)
     assert fast_chain["limit"] == "training"
     assert fast_chain["eds_per_s"] == pytest.approx(1 / 0.16)
