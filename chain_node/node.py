@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
 EMBEDDED_GAS_LIMIT = 60_000_000
+TRANSFER_GAS = 21_000  # a plain ether transfer
 ACCOUNT_BALANCE_WEI = 10**24
 _STANDARD_ERRORS = {"Error": ["string"], "Panic": ["uint256"]}
 # web3 raises these for JSON-RPC nodes; the eth-tester provider raises its TransactionFailed.
@@ -640,7 +641,15 @@ class ChainNode:
     def fund(self, addresses: Sequence[str], wei: int) -> None:
         """Send ``wei`` from the requester to each of ``addresses`` (accounts whose keys live
         outside the node, e.g. the EDs' own) and mine the transfers; setup, not in the
-        ledger."""
+        ledger. Refused before any transfer if the requester cannot pay them all."""
+        need = wei * len(addresses) + TRANSFER_GAS * len(addresses) * int(self.w3.eth.gas_price)
+        have = int(self.w3.eth.get_balance(self.requester))
+        if need > have:
+            raise ChainError(
+                f"funding {len(addresses)} accounts with {wei / 10**18} ether each needs "
+                f"{need / 10**18} ether with the transfers' gas; the requester {self.requester} "
+                f"holds {have / 10**18} (give the node's accounts more, e.g. anvil --balance)"
+            )
         hashes = []
         for address in addresses:
             tx = cast(TxParams, {"from": self.requester, "to": address, "value": wei})

@@ -81,9 +81,6 @@ BLOCK_GAS_LIMIT = 30_000_000
 DIGITS_TRAIN = 1212
 #: The ``mlp``'s parameters on digits (64-32-10).
 MODEL_PARAMS = 64 * 32 + 32 + 32 * 10 + 10
-#: Ether of each anvil account: the Flower engine funds every ED with 1,000 ether from the
-#: requester (``spec.ED_FUNDS_WEI``), more than anvil's default 10,000 from 10 EDs on.
-ANVIL_BALANCE_ETH = 10**7
 CLUSTER_NODES = 100
 SAMPLE_S = 0.2
 
@@ -579,7 +576,9 @@ def run_row(eds: int, engine: str, workers: int, rounds: int, rss: PeakRss) -> d
     accounts = 1 + SERVERS + (0 if flower else eds)
     rss.reset()
     started = time.perf_counter()
-    node_args = ("--gas-limit", str(BLOCK_GAS_LIMIT), "--balance", str(ANVIL_BALANCE_ETH))
+    from tbcim.fl.flower.spec import ANVIL_BALANCE_ETHER  # the requester funds every ED
+
+    node_args = ("--gas-limit", str(BLOCK_GAS_LIMIT), "--balance", str(ANVIL_BALANCE_ETHER))
     with running_anvil(*node_args, accounts=accounts) as url:
         fl = _build(config, url, flower)
         setup_s = time.perf_counter() - started

@@ -75,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
         if args.rpc_url:
             return _run(args, config, args.rpc_url, flower)
         from chain_node.anvil import running_anvil
+        from tbcim.fl.flower.spec import ANVIL_BALANCE_ETHER
 
-        with running_anvil(accounts=1 + config.chain.servers) as url:
+        balance = ("--balance", str(ANVIL_BALANCE_ETHER))  # the requester funds every ED
+        with running_anvil(*balance, accounts=1 + config.chain.servers) as url:
             return _run(args, config, url, flower)
     return _run(args, config, args.rpc_url, None)
 

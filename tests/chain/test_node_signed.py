@@ -51,3 +51,25 @@ def test_an_ed_key_signs_its_own_transactions_and_the_producer_includes_them(
             node.include(["0x" + "ab" * 32], role="ed", round=1, max_blocks=2)
         with pytest.raises(ChainError, match="no compiled contract named 'Nope'"):
             view.at("Nope", counter.address)
+
+
+def test_funding_beyond_the_requesters_balance_is_a_clear_error_before_any_transfer() -> None:
+    """Found by scripts/bench_scale.py: anvil's accounts hold 10,000 ether by default, and the
+    Flower engine funds each ED with 1,000 ether, so 10 EDs failed with an unclear "1
+    transaction(s) not mined within 11 blocks" after 9 transfers had gone out."""
+    with running_anvil("--balance", "100", accounts=2) as url:
+        node = ChainNode.connect(url, n_servers=1, n_devices=0, seed=0)
+        eds = [Account.create().address for _ in range(3)]
+        nonce = node.w3.eth.get_transaction_count(node.requester)
+        with pytest.raises(ChainError, match=r"funding 3 accounts with 40\.0 ether each"):
+            node.fund(eds, 40 * 10**18)  # 120 ether from 100
+        assert node.w3.eth.get_transaction_count(node.requester) == nonce  # nothing sent
+        assert all(node.w3.eth.get_balance(ed) == 0 for ed in eds)
+        node.fund(eds, 30 * 10**18)  # 90 ether (and the transfers' gas) from 100: fine
+        assert all(node.w3.eth.get_balance(ed) == 30 * 10**18 for ed in eds)
+
+
+def test_the_anvil_a_flower_run_starts_can_fund_many_eds() -> None:
+    from tbcim.fl.flower.spec import ANVIL_BALANCE_ETHER, ED_FUNDS_WEI
+
+    assert ANVIL_BALANCE_ETHER * 10**18 >= 10_000 * ED_FUNDS_WEI  # 10,000 EDs

@@ -25,6 +25,9 @@ COMMIT = "train.commit"
 SUBMIT = "train.submit"
 #: Wei each ED's account is funded with (gas for every round of a run, many times over).
 ED_FUNDS_WEI = 10**21
+#: Ether per account of the anvil node a Flower run starts (anvil's default, 10,000, funds only
+#: 9 EDs at ED_FUNDS_WEI): enough for 10,000 EDs.
+ANVIL_BALANCE_ETHER = 10**7
 
 
 @dataclass(frozen=True)
