@@ -43,11 +43,10 @@ from tbcim.auction.settings import AuctionSetting, setting_from_dict
 from tbcim.figures.core import Claim, FigureContext, in_processes, pm
 from tbcim.fl.streams import derive_seed
 from tbcim.fl.task import build_task
-from tbcim.market.bidding import ServerBid, server_bids
+from tbcim.market.bidding import ServerBid
 from tbcim.market.config import REPO_ROOT, WEI_PER_UNIT, MarketConfig
 from tbcim.market.outcome import LoadedMechanism, Reveal, compute_award
-from tbcim.market.run import MarketSetup, calibrate_g_e, node_for, prepare_market
-from tbcim.market.training import SELECTION
+from tbcim.market.run import MarketSetup, calibrate_g_e, node_for, prepare_market, task_bids
 from tbcim.results import new_figure, save_figure, write_csv
 from tbcim.seeding import mean_std, numbers_over_seeds, stack_seeds
 
@@ -361,15 +360,7 @@ def market_counts(
         task = build_task(fl, sum(setup.counts), setup.base_task.dataset, t)
         row: dict[str, Any] = {"task": t}
         for label, cost_g_e in (("with_cost", g_e), ("without_cost", 0.0)):
-            bids = server_bids(
-                setup.table,
-                task.reference,
-                derive_seed(SELECTION, config.seed),
-                config.scenario(),
-                config.training.selection.data_scale,
-                cost_g_e,
-                setup.mechanism.setting.bid_high,
-            )
+            bids = task_bids(config, setup, task.reference, cost_g_e)
             expected, drawn = selected(setup.mechanism, bids, derive_seed(FIG8_MARKETS, fl.seed, t))
             row[f"selected_{label}"], row[f"drawn_{label}"] = expected, drawn
             row[f"expired_{label}"] = int(not all(b.bids for b in bids))

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from eth_utils import keccak
 from hexbytes import HexBytes
+from numpy.typing import NDArray
 
 from chain_node.errors import ChainError
 from chain_node.gas_ledger import GasLedger
@@ -211,6 +212,22 @@ def prepare_market(config: MarketConfig) -> MarketSetup:
     return MarketSetup(mechanism, counts, base_task, table, tuple(owners_of(table)))
 
 
+def task_bids(
+    config: MarketConfig, setup: MarketSetup, reference: NDArray[np.float64], g_e: float
+) -> list[ServerBid]:
+    """Every candidate ES's bid for a task with reference P_a ``reference``: its Stackelberg
+    cost with c_s^b (32) at ``g_e`` (:func:`tbcim.market.bidding.server_bids`)."""
+    return server_bids(
+        setup.table,
+        reference,
+        derive_seed(SELECTION, config.seed),
+        config.scenario(),
+        config.training.selection.data_scale,
+        g_e,
+        setup.mechanism.setting.bid_high,
+    )
+
+
 @dataclass
 class MarketRun:
     """A market of ``config.terms.tasks`` consecutive tasks on ``node`` (module docstring)."""
@@ -297,15 +314,7 @@ class MarketRun:
         result = TaskResult(task=t, task_id=0, status="open", g_e=self.g_e)
         with self.phase(result, "pricing"):
             g_e = self.g_e if c.terms.blockchain_cost else 0.0
-            result.bids = server_bids(
-                self.table,
-                task.reference,
-                derive_seed(SELECTION, c.seed),
-                c.scenario(),
-                c.training.selection.data_scale,
-                g_e,
-                self.mechanism.setting.bid_high,
-            )
+            result.bids = task_bids(c, self.setup, task.reference, g_e)
         bidders = [b for b in result.bids if b.bids]
         self.log(
             f"  pricing: {len(bidders)}/{c.servers} ESs can serve; costs "
