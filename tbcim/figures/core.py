@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tbcim.seeding import mean_std
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -133,6 +135,13 @@ def in_processes(function: Callable[[T], R], jobs: Sequence[T], workers: int) ->
         return [function(job) for job in jobs]
     with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
         return list(pool.map(function, jobs))
+
+
+def stats(values: Sequence[float]) -> dict[str, float]:
+    """``{"mean": ..., "std": ...}`` of one number over the seeds (sample std, as
+    :func:`tbcim.seeding.mean_std`): how ``measured`` holds a per-seed number."""
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std}
 
 
 def pm(stats: dict[str, float], digits: int = 3) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tbcim.figures.core import Claim, FigureContext, pm
+from tbcim.figures.core import Claim, FigureContext, pm, stats
 from tbcim.figures.fl_runs import (
     BENCH_CONFIG,
     central_accuracy,
@@ -36,7 +36,7 @@ from tbcim.figures.fl_runs import (
 )
 from tbcim.market.training import TrainingConfig
 from tbcim.results import new_figure, plot_mean, save_figure, write_csv, write_json
-from tbcim.seeding import mean_std, rows_over_seeds
+from tbcim.seeding import rows_over_seeds
 
 QUICK_ROUNDS, FULL_ROUNDS = 10, 20
 LABELS = {
@@ -121,11 +121,6 @@ def plot_curves(
     save_figure(fig, ctx.path(".png"))
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    mean, std = mean_std(values)
-    return {"mean": mean, "std": std}
-
-
 def _final(runs: dict[int, dict[str, Any]]) -> list[float]:
     return [float(run["final_accuracy"]) for run in runs.values()]
 
@@ -141,10 +136,10 @@ def fig5(ctx: FigureContext) -> Claim:
     area = {n: {s: float(np.mean(r["accuracy"])) for s, r in runs[n].items()} for n in runs}
     gaps = [area["iid"][s] - area["non_iid"][s] for s in ctx.seeds]
     measured: dict[str, Any] = {
-        "mean_accuracy_over_rounds": {n: _stats(list(area[n].values())) for n in runs},
-        "final_accuracy": {n: _stats(_final(runs[n])) for n in runs},
+        "mean_accuracy_over_rounds": {n: stats(list(area[n].values())) for n in runs},
+        "final_accuracy": {n: stats(_final(runs[n])) for n in runs},
         "iid_minus_non_iid_per_seed": dict(zip(ctx.seeds, gaps, strict=True)),
-        "central_final_accuracy": _stats([c[-1] for c in central_curves(ctx).values()]),
+        "central_final_accuracy": stats([c[-1] for c in central_curves(ctx).values()]),
     }
     return ctx.claim(
         "the non-IID setting lowers the training accuracy against IID",
@@ -163,7 +158,7 @@ def fig11(ctx: FigureContext) -> Claim:
     """Fig. 11: Ideal, Ours, Greedy and No-IM (module docstring's rule)."""
     runs = fl_runs(ctx, ("ideal", "ours", "greedy", "no_im"))
     plot_curves(ctx, runs, "Fig. 11: who trains")
-    final = {n: _stats(_final(runs[n])) for n in runs}
+    final = {n: stats(_final(runs[n])) for n in runs}
     ours = final["ours"]
     ratio = ours["mean"] / final["ideal"]["mean"]
     gaps = {
@@ -184,7 +179,7 @@ def fig11(ctx: FigureContext) -> Claim:
         "ours_over_ideal": ratio,
         "ours_minus": gaps,
         "parts": parts,
-        "central_final_accuracy": _stats([c[-1] for c in central_curves(ctx).values()]),
+        "central_final_accuracy": stats([c[-1] for c in central_curves(ctx).values()]),
     }
     return ctx.claim(
         "Ours stays within 5 % of Ideal's accuracy and is above Greedy and No-IM",
@@ -216,7 +211,7 @@ def fig12(ctx: FigureContext) -> Claim:
         }
     measured: dict[str, Any] = {
         "window_rounds": [start + 1, end],  # 1-based, inclusive
-        "final_accuracy": {n: _stats(_final(runs[n])) for n in runs},
+        "final_accuracy": {n: stats(_final(runs[n])) for n in runs},
         "per_seed": per_seed,
     }
     return ctx.claim(

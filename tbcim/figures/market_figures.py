@@ -44,11 +44,11 @@ from typing import Any
 import numpy as np
 
 from tbcim.configfile import read_config
-from tbcim.figures.core import Claim, FigureContext, in_processes, pm
+from tbcim.figures.core import Claim, FigureContext, in_processes, pm, stats
 from tbcim.figures.fl_runs import FAILED_SHARE, NO_DEFENCE, failure_window
 from tbcim.market.config import REPO_ROOT, WEI_PER_UNIT, MarketConfig
 from tbcim.results import new_figure, plot_mean, save_figure, write_csv
-from tbcim.seeding import mean_std, rows_over_seeds
+from tbcim.seeding import rows_over_seeds
 
 DEFAULT_MARKET = REPO_ROOT / "configs" / "market" / "default.toml"
 QUICK = {"rounds": 10, "tasks": 1}
@@ -170,11 +170,6 @@ def accuracy_curve(summary: dict[str, Any], rounds: int) -> list[float]:
     return [float(v) for v in np.mean(curves, axis=0)]
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    mean, std = mean_std(values)
-    return {"mean": mean, "std": std}
-
-
 def _conditions(ctx: FigureContext) -> str:
     size = QUICK if ctx.quick else FULL
     start, end = failure_window(size["rounds"])
@@ -191,9 +186,8 @@ def _conditions(ctx: FigureContext) -> str:
 def fig9(ctx: FigureContext) -> Claim:
     """Fig. 9: average ES revenue per setting (module docstring's rule)."""
     runs = market_runs(ctx)
-    per_seed = {
-        s: [{"setting": name, **revenue(runs[name][s])} for name in SETTINGS] for s in ctx.seeds
-    }
+    earned = {name: {s: revenue(runs[name][s]) for s in ctx.seeds} for name in SETTINGS}
+    per_seed = {s: [{"setting": name, **earned[name][s]} for name in SETTINGS] for s in ctx.seeds}
     rows = rows_over_seeds(per_seed, ("average_revenue", "winners", "tasks_met"))
     write_csv(ctx.path(".csv"), rows)
     fig, ax = new_figure(figsize=(6.4, 4.2))
@@ -215,13 +209,12 @@ def fig9(ctx: FigureContext) -> Claim:
     }
     measured = {
         name: {
-            "average_revenue": _stats(
-                [revenue(runs[name][s])["average_revenue"] for s in ctx.seeds]
-            ),
-            "winners_per_task": _stats([revenue(runs[name][s])["winners"] for s in ctx.seeds]),
-            "share_of_tasks_meeting_target": _stats(
-                [revenue(runs[name][s])["tasks_met"] for s in ctx.seeds]
-            ),
+            label: stats([earned[name][s][key] for s in ctx.seeds])
+            for label, key in (
+                ("average_revenue", "average_revenue"),
+                ("winners_per_task", "winners"),
+                ("share_of_tasks_meeting_target", "tasks_met"),
+            )
         }
         for name in SETTINGS
     }
@@ -269,15 +262,15 @@ def fig10(ctx: FigureContext) -> Claim:
     ax.set_title(f"Fig. 10: accuracy by gas price (mean ± std over seeds {list(ctx.seeds)})")
     ax.legend(fontsize=7)
     save_figure(fig, ctx.path(".png"))
-    final = {n: _stats([curves[n][s][-1] for s in ctx.seeds]) for n in SETTINGS}
+    final = {n: stats([curves[n][s][-1] for s in ctx.seeds]) for n in SETTINGS}
     trained = {
         n: float(np.mean([t["rounds"] != [] for s in ctx.seeds for t in runs[n][s]["tasks"]]))
         for n in SETTINGS
     }
-    area = {n: _stats([float(np.mean(curves[n][s])) for s in ctx.seeds]) for n in SETTINGS}
+    area = {n: stats([float(np.mean(curves[n][s])) for s in ctx.seeds]) for n in SETTINGS}
 
-    def rising(stats: dict[str, dict[str, float]]) -> bool:
-        values = [stats[n]["mean"] for n in GAS_SETTINGS]
+    def rising(by_setting: dict[str, dict[str, float]]) -> bool:
+        values = [by_setting[n]["mean"] for n in GAS_SETTINGS]
         return all(a < b for a, b in itertools.pairwise(values))
 
     parts = {

@@ -66,11 +66,10 @@ from typing import Any
 
 import numpy as np
 
-from tbcim.figures.core import Claim, FigureContext, pm
+from tbcim.figures.core import Claim, FigureContext, pm, stats
 from tbcim.matching import experiments
 from tbcim.matching.methods import METHODS
 from tbcim.results import new_figure, save_figure
-from tbcim.seeding import mean_std
 
 #: ``--quick``'s arguments per experiment (the full run passes none: the experiments' defaults).
 QUICK: dict[str, dict[str, Any]] = {
@@ -159,11 +158,6 @@ def _fig4_run(ctx: FigureContext) -> tuple[list[dict], list[dict], Path]:
 # ---------------------------------------------------------------- shared helpers
 
 
-def _stats(values: Sequence[float]) -> dict[str, float]:
-    mean, std = mean_std([float(v) for v in values])
-    return {"mean": mean, "std": std}
-
-
 def _per_seed(row: Mapping[str, Any], key: str, seeds: Sequence[int]) -> list[float]:
     """A row merged by ``rows_over_seeds``: each seed's value of ``key`` (one seed: the value)."""
     if len(seeds) == 1:
@@ -221,8 +215,8 @@ def table2_verdict(
             times[s].setdefault(str(row["size"]), {})[str(row["method"])] = value
     ratios = {s: opt_ratio_medians(times[s]) for s in seeds}
     factors = [subopt_factor(times[s]) for s in seeds]
-    ours_ratio = {m: _stats([ratios[s][m] for s in seeds]) for m in ratios[seeds[0]]}
-    ours_factor = _stats(factors)
+    ours_ratio = {m: stats([ratios[s][m] for s in seeds]) for m in ratios[seeds[0]]}
+    ours_factor = stats(factors)
     parts = {
         "a_opt_100x_slower_than_each_method": all(
             v["mean"] >= OPT_RATIO_MIN for v in ours_ratio.values()
@@ -230,7 +224,7 @@ def table2_verdict(
         "b_subopt_within_10x_of_fastest_baseline": ours_factor["mean"] <= SUBOPT_FACTOR_MAX,
     }
     large = {
-        str(row["size"]): _stats(_per_seed(row, "mean_seconds", seeds))
+        str(row["size"]): stats(_per_seed(row, "mean_seconds", seeds))
         for row in rows
         if row["size"] not in experiments.PAPER_TABLE2
     }
@@ -288,7 +282,7 @@ def fig3_verdict(
 ) -> tuple[bool, dict[str, Any]]:
     """Fig. 3's rule (module docstring) on the experiment's rows; (reproduced, measured)."""
     at_size = {str(r["method"]): r for r in rows if r["panel"] == "size" and r["size"] == GAP_SIZE}
-    gaps = {m: _stats(_per_seed(at_size[m], "gap_to_opt_pct", seeds)) for m in METHODS}
+    gaps = {m: stats(_per_seed(at_size[m], "gap_to_opt_pct", seeds)) for m in METHODS}
     subopt_gap = gaps["Subopt"]["mean"]
     weak = ("HVPM", "LCPM", "RSBM")
     growth: dict[str, dict[str, Any]] = {}
@@ -385,7 +379,7 @@ def fig4_verdict(
             "min_pair_utility": pair,
             "min_seller_utility": seller,
             "negative_utilities": negative,
-            "winners_per_seed": _stats(_per_seed(row, "winners", seeds)),
+            "winners_per_seed": stats(_per_seed(row, "winners", seeds)),
             "deciding": name in FIG4_DECIDING,
         }
         if name in FIG4_DECIDING:
@@ -455,7 +449,7 @@ def table3_verdict(
         float(np.median([float(r["pair_revenue"]) for r in per_seed[s]])) if per_seed[s] else 0.0
         for s in seeds
     ]
-    median = _stats(medians)
+    median = stats(medians)
     parts = {
         "a_all_8_buyers_win": all(n == TABLE3_BUYERS for n in winners.values()),
         "b_no_negative_revenue": all(v >= -TOLERANCE for v in lowest.values()),
@@ -593,7 +587,7 @@ def fig5_verdict(
             }
             results[mechanism][panel] = {
                 who: {
-                    **_stats([gains[s][who] for s in seeds]),
+                    **stats([gains[s][who] for s in seeds]),
                     "max": max(gains[s][who] for s in seeds),
                 }
                 for who in checked
