@@ -384,33 +384,16 @@ def test_integer_edges_of_bids_profiles_and_device_lists(
     market.submit_outcome(es[0], run.task_id, [es[0]], [REWARD])  # 1 of 1 revealers: final
     run.set_aggregator(stub_aggregator(node, MODEL))
     d = ascending(node.devices[:2])
-    assert (
-        vote_args(
+
+    def accept(ed_payments: list[int]) -> tuple[object, ...]:
+        aggregator = market.task(run.task_id).aggregator
+        return vote_args(
             market,
-            lambda: raw(
-                market,
-                "acceptAward",
-                es[0],
-                run.task_id,
-                market.task(run.task_id).aggregator,
-                d,
-                [2**256 - 1, 1],
-            ),
-        )[0]
-        == "Panic"
-    )
-    assert vote_args(
-        market,
-        lambda: raw(
-            market,
-            "acceptAward",
-            es[0],
-            run.task_id,
-            market.task(run.task_id).aggregator,
-            d,
-            [REWARD, 1],
-        ),
-    ) == ("ExceedsPayment", REWARD + 1)
+            lambda: raw(market, "acceptAward", es[0], run.task_id, aggregator, d, ed_payments),
+        )
+
+    assert accept([2**256 - 1, 1])[0] == "Panic"
+    assert accept([REWARD, 1]) == ("ExceedsPayment", REWARD + 1)
 
 
 def test_a_winner_lists_only_distinct_non_zero_eds_other_than_itself(
