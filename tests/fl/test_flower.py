@@ -9,7 +9,6 @@ worker process killed in round 3) serves the acceptance test and the dropped-ED 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +40,6 @@ def run_config(rounds: int) -> FLRunConfig:
     )  # fmt: skip
     chain = ChainConfig(servers=N_ES, eds_per_server=PER_ES, commit_blocks=1, round_blocks=2)
     return FLRunConfig(fl=fl, chain=chain, failure=FailureConfig(servers=(2,), start=1, end=2))
-
-
-@pytest.fixture(scope="session")
-def ray_runtime() -> Iterator[None]:
-    """Ray's start-up, paid once per test session; one worker (on two shared cores one worker
-    process starts faster than two, and six EDs on digits train in well under a second)."""
-    with ray_session(1):
-        yield
 
 
 @pytest.fixture(scope="module")
