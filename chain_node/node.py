@@ -35,6 +35,7 @@ from web3.exceptions import (
     ContractLogicError,
     ContractPanicError,
     TransactionNotFound,
+    Web3RPCError,
 )
 from web3.types import TxParams, TxReceipt
 
@@ -50,6 +51,8 @@ EMBEDDED_GAS_LIMIT = 60_000_000
 TRANSFER_GAS = 21_000  # a plain ether transfer
 ACCOUNT_BALANCE_WEI = 10**24
 _STANDARD_ERRORS = {"Error": ["string"], "Panic": ["uint256"]}
+#: The name of the web3 middleware layer that signs for :meth:`ChainNode.add_signers`' keys.
+SIGNERS_LAYER = "tbcim_signers"
 # web3 raises these for JSON-RPC nodes; the eth-tester provider raises its TransactionFailed.
 _REVERTS = (ContractCustomError, ContractLogicError, ContractPanicError, TransactionFailed)
 
@@ -264,6 +267,7 @@ class ChainNode:
         self.kept_logs: dict[str, list[Any]] = {}
         self._block_gas_limit = int(w3.eth.get_block("latest")["gasLimit"])
         self._unsealed_gas = 0
+        self._signers: dict[str, LocalAccount] = {}
         self._elect_next_producer()
 
     # ------------------------------------------------------------------ construction
@@ -311,25 +315,56 @@ class ChainNode:
         timeout: float = 30.0,
         accounts: Sequence[str] | None = None,
         mining: bool = True,
+        device_keys: Sequence[LocalAccount] | None = None,
     ) -> ChainNode:
         """Any Ethereum JSON-RPC endpoint whose node holds unlocked, funded accounts.
 
         ``accounts`` (requester, ESs, EDs) replaces the node's own list, and ``mining=False``
         leaves block production to others: the view of a participant that only reads the
         chain and sends transactions it signs itself (an ED in a worker process,
-        :meth:`send_signed`)."""
+        :meth:`send_signed`). With ``device_keys`` the EDs are the accounts of these keys (one
+        per ED, ``n_devices`` of them), whose transactions the node signs itself
+        (:meth:`add_signers`); the requester and the ESs stay the first accounts."""
         w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
         if not w3.is_connected():
             raise ChainError(f"no Ethereum JSON-RPC node answers at {rpc_url}")
-        return cls(
+        listed = list(w3.eth.accounts if accounts is None else accounts)
+        if device_keys is not None:
+            if len(device_keys) != n_devices:
+                raise ChainError(f"{len(device_keys)} device keys given for {n_devices} EDs")
+            listed = [*listed[: 1 + n_servers], *(k.address for k in device_keys)]
+        node = cls(
             w3,
             _RpcMiner(w3) if mining else _NoMiner(),
-            w3.eth.accounts if accounts is None else accounts,
+            listed,
             n_servers=n_servers,
             n_devices=n_devices,
             revenues=revenues,
             seed=seed,
         )
+        if device_keys:
+            node.add_signers(device_keys)
+        return node
+
+    def add_signers(self, keys: Sequence[LocalAccount]) -> None:
+        """Send from the accounts of ``keys`` too, keys the node itself does not hold (e.g. the
+        EDs' own, :func:`tbcim.fl.flower.spec.ed_account`): web3's signing middleware
+        (``SignAndSendRawMiddlewareBuilder``) signs each transaction from one of them here and
+        sends it raw, so :meth:`send`, :meth:`transact` and :meth:`deploy` take them as
+        senders like the node's unlocked accounts. JSON-RPC nodes only: the embedded chain
+        signs with the keys it generated."""
+        from web3.middleware import SignAndSendRawMiddlewareBuilder
+
+        if self._miner.applies_on_send:
+            raise ChainError(
+                "the embedded chain signs only for its own accounts; signers need a JSON-RPC node"
+            )
+        self._signers.update({to_checksum_address(k.address): k for k in keys})
+        onion = self.w3.middleware_onion
+        if SIGNERS_LAYER in onion:
+            onion.remove(SIGNERS_LAYER)
+        signing = SignAndSendRawMiddlewareBuilder.build(list(self._signers.values()))
+        onion.inject(signing, name=SIGNERS_LAYER, layer=0)
 
     def _elect_next_producer(self) -> None:
         """Proof of stake picks the next block's producer (its coinbase) in advance."""
@@ -469,9 +504,25 @@ class ChainNode:
                 gas = call.estimate_gas(tx)
             except _REVERTS as err:
                 raise self._decode_revert(contract, function, err) from err
-            tx_hash = call.transact(self._with_gas_and_nonce(tx, gas))
+            sent = self._with_gas_and_nonce(tx, gas)
+            tx_hash = self._transact_rpc(call, sent, contract, function)
         self._pending.append(_Pending(tx_hash, contract, function, role, round, str(tx["from"])))
         return tx_hash
+
+    def _transact_rpc(self, call: Any, tx: TxParams, contract: str, function: str) -> bytes:
+        """Send ``call`` through the JSON-RPC node; a sender that neither the node nor
+        :meth:`add_signers` holds a key for is a :class:`ChainError` naming it."""
+        try:
+            return bytes(call.transact(tx))
+        except Web3RPCError as err:
+            sender = to_checksum_address(tx["from"])
+            if sender in self._signers or sender in self.w3.eth.accounts:
+                raise
+            raise ChainError(
+                f"cannot send {contract}.{function} from {sender}: neither the node nor its "
+                f"signers hold that account's key (give it with ChainNode.add_signers); the "
+                f"node said: {err.message}"
+            ) from err
 
     def _apply_once(self, call: Any, tx: TxParams, contract: str, function: str) -> bytes:
         """Embedded chain: execute once, straight into the open block, with the block's
