@@ -307,3 +307,39 @@ class OnChainFL:
             if on_round is not None:
                 on_round(record)
         return records
+
+
+def split_population(
+    node: ChainNode,
+    task: ChainTask,
+    owners: Sequence[int],
+    config: AggregatorConfig,
+    n_tasks: int,
+    *,
+    bootstrap: bool = True,
+    device_accounts: Sequence[str] | None = None,
+) -> list[OnChainFL]:
+    """One population of EDs shared out over ``n_tasks`` aggregator tasks on ``node``: ED ``i``
+    trains in task ``i mod n_tasks``, so every task has EDs of every ES. For a population
+    larger than one aggregator takes per round (its aggregation transaction carries a chunk of
+    every submitter's update and must fit the per-transaction caps,
+    :func:`tbcim.blockchain.aggregator.fits_limits`). Each task is its own contract (with
+    ``max_workers`` = its EDs) and its own global model, from the same initial model."""
+    n_eds = len(owners)
+    if isinstance(n_tasks, bool) or not 1 <= n_tasks <= n_eds:
+        raise ConfigError(
+            "tasks", f"must lie in [1, {n_eds}] (one ED each at least), got {n_tasks}"
+        )
+    shares = [list(range(k, n_eds, n_tasks)) for k in range(n_tasks)]
+    return [
+        OnChainFL(
+            node,
+            task,
+            owners,
+            dataclasses.replace(config, max_workers=len(eds)),
+            bootstrap,
+            eds,
+            device_accounts=device_accounts,
+        )
+        for eds in shares
+    ]

@@ -11,19 +11,21 @@ import pytest
 from flwr.app import ConfigRecord, Error, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
+from tbcim.errors import ConfigError
+from tbcim.fl.flower.engine import run_flower_tasks
 from tbcim.fl.flower.server_app import DROPPED, ChainRoundControl, FlowerEngineError
-from tbcim.fl.flower.spec import COMMIT, WHOAMI, RunSpec, ed_account
+from tbcim.fl.flower.spec import COMMIT, WHOAMI, AggregatorSpec, RunSpec, ed_account
 from tbcim.fl.onchain import OnChainFL
 
 SPEC = RunSpec(
     rpc_url="http://127.0.0.1:1",
-    contract="0x" + "11" * 20,
-    since_block=3,
-    aggregator={"num_params": 10},
+    tasks=[
+        AggregatorSpec("0x" + "11" * 20, 3, {"num_params": 10}, ["0x" + "33" * 20]),
+        AggregatorSpec("0x" + "44" * 20, 5, {"num_params": 10}, ["0x" + "33" * 20]),
+    ],
     fl={"seed": 5},
     n_eds=4,
     requester="0x" + "22" * 20,
-    servers=["0x" + "33" * 20],
     kill={2: 1},
 )
 
@@ -67,8 +69,12 @@ def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def control(registered: list[int], start_timeout_s: float = 5.0) -> ChainRoundControl:
-    fl = cast(OnChainFL, SimpleNamespace(registered=registered))
-    return ChainRoundControl(fl, SPEC, reply_timeout_s=7.0, start_timeout_s=start_timeout_s)
+    """Round control over two tasks: the first registered ED in task 0, the rest in task 1."""
+    tasks = [
+        cast(OnChainFL, SimpleNamespace(registered=registered[:1])),
+        cast(OnChainFL, SimpleNamespace(registered=registered[1:])),
+    ]
+    return ChainRoundControl(tasks, SPEC, reply_timeout_s=7.0, start_timeout_s=start_timeout_s)
 
 
 def test_a_phase_collects_hashes_and_drops_failed_and_silent_eds() -> None:
@@ -86,7 +92,8 @@ def test_a_phase_collects_hashes_and_drops_failed_and_silent_eds() -> None:
     c = control([0, 1, 2, 3])
     c.node_of = {0: 10, 1: 11, 2: 12, 3: 13}
     rejected: dict[int, str] = {}
-    hashes = c._phase(cast(Any, grid), COMMIT, [0, 1, 2, 3], 4, 9, rejected)
+    config = {"round": 4, "chain_round": 9, "task": 1}
+    hashes = c._phase(cast(Any, grid), COMMIT, [0, 1, 2, 3], config, rejected)
     assert hashes == ["0xa", "0xb"]
     assert rejected == {
         1: f"{DROPPED}: ActorUnavailableError: the worker died",
@@ -97,7 +104,7 @@ def test_a_phase_collects_hashes_and_drops_failed_and_silent_eds() -> None:
     for message in grid.sent:
         assert message.metadata.message_type == COMMIT
         run = message.content["run"]
-        assert (run["round"], run["chain_round"]) == (4, 9)
+        assert (run["round"], run["chain_round"], run["task"]) == (4, 9, 1)
         assert RunSpec.from_json(str(run["spec"])) == SPEC
 
 
@@ -131,3 +138,27 @@ def test_ed_keys_are_reproducible_and_distinct() -> None:
     assert keys == [ed_account(5, ed).address for ed in range(4)]
     assert len(set(keys)) == 4
     assert ed_account(6, 0).address not in keys
+
+
+def shard(node: object, task: object, registered: list[int]) -> OnChainFL:
+    return cast(
+        OnChainFL, SimpleNamespace(node=node, task=task, devices=["a", "b"], registered=registered)
+    )
+
+
+@pytest.mark.parametrize(
+    ("tasks", "message"),
+    [
+        ([], "name at least one aggregator task"),
+        ([shard(1, 2, [0]), shard(1, 2, [0, 1])], r"EDs \[0\] are registered in task 1"),
+        ([shard(1, 2, [0]), shard(3, 2, [1])], "task 1 does not share task 0's node"),
+        ([shard(1, 2, [0]), shard(1, 4, [1])], "task 1 does not share task 0's node"),
+    ],
+)
+def test_tasks_that_do_not_share_one_population_are_refused_before_any_work(
+    tasks: list[OnChainFL], message: str
+) -> None:
+    """Several aggregator tasks in one Flower run must share the node, the EDs' data and
+    accounts, and register each ED once (nothing is funded or started before the check)."""
+    with pytest.raises(ConfigError, match=message):
+        run_flower_tasks(tasks, 1)

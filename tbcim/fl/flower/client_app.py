@@ -54,11 +54,15 @@ app = ClientApp()
 
 @dataclass
 class _Link:
-    """One worker process's view of a run: the task's data and the aggregator on chain."""
+    """One worker process's view of a run: the task's data and each aggregator on chain."""
 
     spec: RunSpec
     task: FLTask
-    client: AggregatorClient
+    clients: list[AggregatorClient]
+
+    def client(self, message: Message) -> AggregatorClient:
+        """The aggregator of the task the message is about (``task`` in its config)."""
+        return self.clients[int(message.content["run"]["task"])]  # type: ignore[arg-type]
 
 
 _LINKS: dict[str, _Link] = {}  # per worker process, by the run's spec
@@ -70,13 +74,16 @@ def _link(message: Message) -> _Link:
     if link is None:
         spec = RunSpec.from_json(text)
         task = build_task(FLConfig.from_dict(spec.fl), n_eds=spec.n_eds)
-        accounts = [spec.requester, *spec.servers]
-        node = ChainNode.connect(
-            spec.rpc_url, len(spec.servers), 0, accounts=accounts, mining=False
-        )
-        contract = node.at(CONTRACT_NAME, spec.contract)
-        config = AggregatorConfig(**spec.aggregator)
-        link = _Link(spec, task, AggregatorClient(node, contract, config, spec.since_block))
+        clients = []
+        for aggregator in spec.tasks:
+            accounts = [spec.requester, *aggregator.servers]
+            node = ChainNode.connect(
+                spec.rpc_url, len(aggregator.servers), 0, accounts=accounts, mining=False
+            )
+            contract = node.at(CONTRACT_NAME, aggregator.contract)
+            config = AggregatorConfig(**aggregator.config)
+            clients.append(AggregatorClient(node, contract, config, aggregator.since_block))
+        link = _Link(spec, task, clients)
         _LINKS.clear()  # one run at a time per worker
         _LINKS[text] = link
     return link
@@ -107,10 +114,12 @@ def _put(context: Context, name: str, values: np.ndarray) -> None:
     context.state[name] = ArrayRecord(array_dict={"v": Array(np.ascontiguousarray(values))})
 
 
-def _stored_history(link: _Link, context: Context, device: str) -> tuple[HistoryState, int]:
+def _stored_history(
+    client: AggregatorClient, context: Context, device: str
+) -> tuple[HistoryState, int]:
     """The ED's history mirror as its context holds it, and the chain round of the update it
     committed last (0: none)."""
-    config = link.client.config
+    config = client.config
     state = HistoryState(config.num_params, config.history_window)
     kept = context.state.get("tbcim.ed")
     last_round = 0
@@ -120,18 +129,18 @@ def _stored_history(link: _Link, context: Context, device: str) -> tuple[History
             state.values = values.astype(np.int64)
         state.count = int(kept["count"])  # type: ignore[arg-type]
         last_round = int(kept["round"])  # type: ignore[arg-type]
-    link.client.histories[device] = state
+    client.histories[device] = state
     return state, last_round
 
 
-def _history(link: _Link, context: Context, device: str) -> HistoryState:
+def _history(client: AggregatorClient, context: Context, device: str) -> HistoryState:
     """The ED's history mirror brought up to date with the chain: its last committed update
     counts if the contract accepted it (``acceptedRound``)."""
-    state, last_round = _stored_history(link, context, device)
+    state, last_round = _stored_history(client, context, device)
     last = _array(context, "tbcim.update")
-    accepted = last_round > 0 and link.client.worker(device)["acceptedRound"] == last_round
+    accepted = last_round > 0 and client.worker(device)["acceptedRound"] == last_round
     if last is not None and accepted:
-        state.accept(last.astype(np.int64), link.client.config.unit_scale)
+        state.accept(last.astype(np.int64), client.config.unit_scale)
     return state
 
 
@@ -159,8 +168,8 @@ def commit(message: Message, context: Context) -> Message:
     if link.spec.kill.get(ed) == round_:
         os._exit(KILLED_EXIT)  # fault injection: this worker process dies mid-round
     key = ed_account(link.task.config.seed, ed)
-    history = _history(link, context, key.address)
-    client = link.client
+    client = link.client(message)
+    history = _history(client, context, key.address)
     started = time.perf_counter()
     params = client.codec.dequantize(client.global_model().values)
     sent = link.task.clients[ed].local_update(params, round_)
@@ -192,8 +201,8 @@ def submit(message: Message, context: Context) -> Message:
     ed = _ed(context)
     chain_round = int(message.content["run"]["chain_round"])  # type: ignore[arg-type]
     key = ed_account(link.task.config.seed, ed)
-    client = link.client
-    _, committed = _stored_history(link, context, key.address)
+    client = link.client(message)
+    _, committed = _stored_history(client, context, key.address)
     values = _array(context, "tbcim.update")
     if values is None or committed != chain_round:
         raise ConfigError(f"ED {ed}", f"has no committed update for round {chain_round}")

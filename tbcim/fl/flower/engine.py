@@ -27,7 +27,7 @@ from typing import Any
 
 from tbcim.errors import ConfigError, TbcimError
 from tbcim.fl.flower.server_app import ChainRoundControl, FlowerEngineError, server_app
-from tbcim.fl.flower.spec import ED_FUNDS_WEI, RunSpec, ed_account
+from tbcim.fl.flower.spec import ED_FUNDS_WEI, AggregatorSpec, RunSpec, ed_account
 from tbcim.fl.onchain import ChainRound, Failure, OnChainFL
 
 #: How long a pool waits for Ray to restart a worker process that died.
@@ -171,11 +171,28 @@ def run_flower_rounds(
     """``rounds`` FL rounds of ``fl`` with the EDs as Flower clients (see the module
     docstring). ``fl`` must have been built on a JSON-RPC node with the EDs' own addresses
     (:func:`flower_devices`) as its device accounts; they are funded here."""
+    each = None if on_round is None else (lambda records: on_round(records[0]))
+    return [records[0] for records in run_flower_tasks([fl], rounds, failures, each, options)]
+
+
+def run_flower_tasks(
+    tasks: Sequence[OnChainFL],
+    rounds: int,
+    failures: Sequence[Failure] = (),
+    on_round: Callable[[list[ChainRound]], None] | None = None,
+    options: FlowerOptions | None = None,
+) -> list[list[ChainRound]]:
+    """:func:`run_flower_rounds` for several aggregator tasks in one Flower run: one population
+    of EDs (one FL task's data and keys) shared out over ``tasks``, each its own aggregator on
+    the same node with disjoint registered EDs. A population larger than one aggregator takes
+    per round (:func:`tbcim.blockchain.aggregator.fits_limits`) runs this way; in each FL round
+    the tasks' rounds run one after the other. Returns, per FL round, a record per task."""
     from flwr.simulation import run_simulation
 
     from tbcim.fl.flower.client_app import app as client_app
 
     options = options or FlowerOptions()
+    fl = _check_tasks(tasks)
     task_config = getattr(fl.task, "config", None)
     if task_config is None:
         raise ConfigError("task", "the Flower engine rebuilds the task from its FLConfig")
@@ -190,22 +207,27 @@ def run_flower_rounds(
     expected = flower_devices(task_config.seed, len(fl.devices))
     if fl.devices != expected:
         raise ConfigError("devices", "the task's ED accounts are not the EDs' own keys")
-    fl.node.fund([fl.devices[ed] for ed in fl.registered], ED_FUNDS_WEI)
+    fl.node.fund([fl.devices[ed] for t in tasks for ed in t.registered], ED_FUNDS_WEI)
     spec = RunSpec(
         rpc_url=rpc_url,
-        contract=str(fl.client.contract.address),
-        since_block=fl.client.since_block,
-        aggregator=dataclasses.asdict(fl.client.config),
+        tasks=[
+            AggregatorSpec(
+                contract=str(t.client.contract.address),
+                since_block=t.client.since_block,
+                config=dataclasses.asdict(t.client.config),
+                servers=list(t.servers),
+            )
+            for t in tasks
+        ],
         fl=dataclasses.asdict(task_config),
         n_eds=len(fl.devices),
         requester=fl.node.requester,
-        servers=list(fl.servers),
         kill={int(ed): int(r) for ed, r in options.kill.items()},
     )
-    control = ChainRoundControl(fl, spec, options.reply_timeout_s, options.start_timeout_s)
-    records: list[ChainRound] = []
+    control = ChainRoundControl(list(tasks), spec, options.reply_timeout_s, options.start_timeout_s)
+    records: list[list[ChainRound]] = []
 
-    def record(r: ChainRound) -> None:
+    def record(r: list[ChainRound]) -> None:
         records.append(r)
         if on_round is not None:
             on_round(r)
@@ -240,3 +262,23 @@ def run_flower_rounds(
             f"the Flower simulation ended after {len(records)} of {rounds} rounds"
         )
     return records
+
+
+def _check_tasks(tasks: Sequence[OnChainFL]) -> OnChainFL:
+    """The first task, once ``tasks`` are known to share one node, one population of EDs
+    (the same task data and accounts) and no registered ED."""
+    if not tasks:
+        raise ConfigError("tasks", "name at least one aggregator task")
+    first = tasks[0]
+    for k, t in enumerate(tasks[1:], start=1):
+        if t.node is not first.node or t.task is not first.task or t.devices != first.devices:
+            raise ConfigError("tasks", f"task {k} does not share task 0's node, EDs and data")
+    seen: set[int] = set()
+    for k, t in enumerate(tasks):
+        shared = seen.intersection(t.registered)
+        if shared:
+            raise ConfigError(
+                "tasks", f"EDs {sorted(shared)} are registered in task {k} and an earlier one"
+            )
+        seen.update(t.registered)
+    return first

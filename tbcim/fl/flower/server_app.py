@@ -39,9 +39,12 @@ class FlowerEngineError(TbcimError):
 
 @dataclass
 class ChainRoundControl:
-    """The round loop of the ``ServerApp`` over one :class:`~tbcim.fl.onchain.OnChainFL`."""
+    """The round loop of the ``ServerApp`` over the aggregator tasks ``tasks`` (one
+    :class:`~tbcim.fl.onchain.OnChainFL` each, disjoint EDs of one population; usually one).
+    In each FL round the tasks' rounds run one after the other, task ``k``'s EDs addressed with
+    ``task = k`` in their messages."""
 
-    fl: OnChainFL
+    tasks: list[OnChainFL]
     spec: RunSpec
     reply_timeout_s: float
     start_timeout_s: float
@@ -62,8 +65,9 @@ class ChainRoundControl:
             else:
                 ed = int(reply.content["result"]["ed"])  # type: ignore[arg-type]
                 self.node_of[ed] = reply.metadata.src_node_id
-        missing = sorted(set(self.fl.registered) - set(self.node_of))
-        if len(missing) == len(self.fl.registered):
+        registered = sorted(ed for fl in self.tasks for ed in fl.registered)
+        missing = sorted(set(registered) - set(self.node_of))
+        if len(missing) == len(registered):
             why = f"the first error: {errors[0]}" if errors else "see the log above"
             raise FlowerEngineError(
                 f"no ED answered within {self.start_timeout_s:.0f} s: the Flower simulation "
@@ -72,23 +76,30 @@ class ChainRoundControl:
         if missing:
             raise FlowerEngineError(f"EDs {missing} have no Flower node")
 
-    def run_round(self, grid: Grid, round: int, down: Collection[int]) -> ChainRound:
-        """One FL round (see the module docstring)."""
-        fl = self.fl
+    def run_round(self, grid: Grid, round: int, down: Collection[int]) -> list[ChainRound]:
+        """FL round ``round`` of every task, one after the other; a record per task."""
+        return [self.run_task_round(grid, k, round, down) for k in range(len(self.tasks))]
+
+    def run_task_round(
+        self, grid: Grid, task: int, round: int, down: Collection[int]
+    ) -> ChainRound:
+        """One FL round of task ``task`` (see the module docstring)."""
+        fl = self.tasks[task]
         live, participants = fl.begin_round(round, down)
         started = time.perf_counter()
         ledger_start = len(fl.node.ledger.entries)
         chain_round = fl.client.open_round(fl.servers[live[0]])
         rejected: dict[int, str] = {}
+        config = {"round": round, "chain_round": chain_round, "task": task}
         phase = time.perf_counter()
-        committed = self._phase(grid, COMMIT, participants, round, chain_round, rejected)
+        committed = self._phase(grid, COMMIT, participants, config, rejected)
         train_seconds = time.perf_counter() - phase
         window = fl.client.config.round_blocks
         info = fl.client.round_info(chain_round)
         fl.node.include(committed, role="ed", round=chain_round, max_blocks=window)
         fl.client.wait_until_after(int(info["commitDeadline"]))
         senders = [ed for ed in participants if ed not in rejected]
-        submitted = self._phase(grid, SUBMIT, senders, round, chain_round, rejected)
+        submitted = self._phase(grid, SUBMIT, senders, config, rejected)
         fl.node.include(submitted, role="ed", round=chain_round, max_blocks=window)
         fl.client.wait_for_deadline(chain_round)
         ed_of = fl.ed_of()
@@ -108,13 +119,12 @@ class ChainRoundControl:
         grid: Grid,
         kind: str,
         eds: list[int],
-        round: int,
-        chain_round: int,
+        config: dict[str, int],
         rejected: dict[int, str],
     ) -> list[str]:
-        """Send ``kind`` to ``eds``; the transaction hashes they sent. EDs that fail or do not
-        answer, and updates screened out, go to ``rejected`` with the reason."""
-        config = {"round": round, "chain_round": chain_round}
+        """Send ``kind`` with ``config`` (the round, the chain round, the task) to ``eds``; the
+        transaction hashes they sent. EDs that fail or do not answer, and updates screened out,
+        go to ``rejected`` with the reason."""
         nodes = [self.node_of[ed] for ed in eds]
         replies = self._send(grid, kind, config, nodes, timeout=self.reply_timeout_s)
         ed_of_node = {node: ed for ed, node in self.node_of.items()}
@@ -160,10 +170,10 @@ def server_app(
     control: ChainRoundControl,
     rounds: int,
     down: Callable[[int], set[int]],
-    on_round: Callable[[ChainRound], None],
+    on_round: Callable[[list[ChainRound]], None],
 ) -> ServerApp:
     """The ``ServerApp``: discover the EDs, then ``rounds`` rounds with ESs ``down(r)`` failed,
-    each record passed to ``on_round``."""
+    each round's records (one per task) passed to ``on_round``."""
     app = ServerApp()
 
     @app.main()

@@ -2,8 +2,8 @@
 EDs' own keys.
 
 An ED needs to know where the chain is (``rpc_url``), which aggregator holds its task
-(``contract``, deployed at ``since_block``, with the ``aggregator`` settings), who the requester
-and the ESs are, and how to build its own data (the ``[fl]`` table and the number of EDs: every
+(its ``contract``, deployed at ``since_block``, with its settings and its ESs), who the
+requester is, and how to build its own data (the ``[fl]`` table and the number of EDs: every
 ED draws the same partition from the seed and keeps its own share, section V-A).
 """
 
@@ -31,18 +31,28 @@ ANVIL_BALANCE_ETHER = 10**7
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """The run, as every ED sees it; ``kill`` is fault injection (ED → the FL round in which
-    its worker process exits mid-round, before it trains: tests and chaos runs)."""
+class AggregatorSpec:
+    """One aggregator task of the run: its contract (deployed at ``since_block``, with the
+    ``config`` settings) and its ESs."""
 
-    rpc_url: str
     contract: str
     since_block: int
-    aggregator: dict[str, Any]
+    config: dict[str, Any]
+    servers: list[str]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """The run, as every ED sees it. ``tasks`` are the aggregator tasks the EDs are shared out
+    over (one, unless a population is larger than one aggregator takes: each message names the
+    ED's task); ``kill`` is fault injection (ED → the FL round in which its worker process
+    exits mid-round, before it trains: tests and chaos runs)."""
+
+    rpc_url: str
+    tasks: list[AggregatorSpec]
     fl: dict[str, Any]
     n_eds: int
     requester: str
-    servers: list[str]
     kill: dict[int, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -52,6 +62,7 @@ class RunSpec:
     def from_json(cls, text: str) -> RunSpec:
         raw = json.loads(text)
         raw["kill"] = {int(ed): int(r) for ed, r in raw["kill"].items()}
+        raw["tasks"] = [AggregatorSpec(**t) for t in raw["tasks"]]
         return cls(**raw)
 
 
