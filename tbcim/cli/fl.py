@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from typing import TYPE_CHECKING
 
+from tbcim.cli.flags import engine_chain, engine_flags, flower_options
 from tbcim.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,20 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rounds", type=int, help="global rounds δg (overrides fl.global_rounds)"
     )
     run_parser.add_argument("--seed", type=int, help="seed (overrides fl.seed)")
-    run_parser.add_argument(
-        "--engine",
-        choices=("local", "flower"),
-        default="local",
-        help="local: every ED in this process (default); flower: the EDs as Flower clients on "
-        "Flower's Ray simulation runtime, the chain a JSON-RPC node (anvil started by the run "
-        "unless --rpc-url); see docs/fl.md",
-    )
-    run_parser.add_argument(
-        "--workers",
-        type=int,
-        default=2,
-        help="Ray CPUs for --engine flower (EDs that train at once)",
-    )
+    engine_flags(run_parser)
     run_parser.add_argument("--out", required=True, help="run folder to write")
     run_parser.set_defaults(handler=run)
 
@@ -67,20 +55,9 @@ def run(args: argparse.Namespace) -> int:
             flag = "--rounds" if "global_rounds" in err.field else "--seed"
             raise ConfigError(flag, err.problem) from err
         config = dataclasses.replace(config, fl=fl)
-    if args.engine == "flower":
-        from tbcim.fl.flower.engine import FlowerOptions, check_flower_config
-
-        flower = FlowerOptions(workers=args.workers)  # checked before any work
-        check_flower_config(config.fl.attack)
-        if args.rpc_url:
-            return _run(args, config, args.rpc_url, flower)
-        from chain_node.anvil import running_anvil
-        from tbcim.fl.flower.spec import ANVIL_BALANCE_ETHER
-
-        balance = ("--balance", str(ANVIL_BALANCE_ETHER))  # the requester funds every ED
-        with running_anvil(*balance, accounts=1 + config.chain.servers) as url:
-            return _run(args, config, url, flower)
-    return _run(args, config, args.rpc_url, None)
+    flower = flower_options(args.engine, args.workers, config.fl.attack)  # before any work
+    with engine_chain(args.rpc_url, flower is not None, config.chain.servers) as url:
+        return _run(args, config, url, flower)
 
 
 def _run(

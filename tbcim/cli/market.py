@@ -1,8 +1,12 @@
 """`tbcim market`: the two-level market end to end, and its verification.
 
-tbcim market run [--config FILE] [--rpc-url URL] --out DIR
-tbcim market run --resume DIR [--rpc-url URL]
+tbcim market run [--config FILE] [--rpc-url URL] [--engine local|flower] [--workers N] --out DIR
+tbcim market run --resume DIR [--rpc-url URL] [--engine local|flower] [--workers N]
 tbcim market verify DIR [--rpc-url URL]
+
+``--engine flower`` trains on the Flower engine (issue 13; docs/market.md, "The Flower engine");
+without ``--rpc-url`` the run starts its own anvil node and stops it at the end. A resumed run
+uses the engine its folder recorded unless ``--engine`` says otherwise.
 """
 
 from __future__ import annotations
@@ -10,8 +14,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from typing import TYPE_CHECKING, Any
 
+from tbcim.cli.flags import engine_chain, engine_flags, flower_options
 from tbcim.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tbcim.fl.flower.engine import FlowerOptions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--rpc-url", help="Ethereum JSON-RPC node (default: embedded py-evm)")
     run.add_argument("--out", help="run folder to create")
     run.add_argument("--resume", metavar="DIR", help="continue the stopped run in DIR")
+    engine_flags(run, engine_default=None)
     run.add_argument(
         "--retrain",
         action="store_true",
@@ -56,14 +66,29 @@ def _run(args: argparse.Namespace) -> int:
             "--resume", "takes the config and folder of the run; drop --out/--config/--retrain"
         )
     if args.resume:
-        folder, raw = RunFolder.resume(args.resume)
-        config = MarketConfig.from_dict(raw)
+        saved = RunFolder.saved(args.resume)  # read only: the flags are checked first
+        config = MarketConfig.from_dict(saved["config"])
+        engine, workers = saved["engine"]["name"], saved["engine"]["workers"]
+        if args.engine not in (None, engine):
+            raise ConfigError(
+                "--engine",
+                f"the run in {args.resume} trained on the {engine} engine and a resume replays "
+                "it on that engine (the engines' EDs hold different accounts, which g_e sees): "
+                "drop --engine",
+            )
+        workers = workers if args.workers is None else args.workers
+        flower = flower_options(engine, workers, config.training.run.fl.attack)
+        folder, _ = RunFolder.resume(args.resume, _engine_record(flower))
         setup = None
-        print(f"resuming {folder.path}: replaying {len(folder.recorded)} recorded steps")
+        print(
+            f"resuming {folder.path} on the {engine} engine: replaying {len(folder.recorded)} "
+            "recorded steps"
+        )
     else:
         if not args.out:
             raise ConfigError("--out", "name the run folder to write")
         config = MarketConfig.load(args.config)  # validated before any work
+        flower = flower_options(args.engine or "local", args.workers, config.training.run.fl.attack)
         from tbcim.market.outcome import retrain
         from tbcim.market.run import prepare_market
 
@@ -78,13 +103,21 @@ def _run(args: argparse.Namespace) -> int:
             terms = dataclasses.replace(config.terms, model=str(model.resolve()))
             config = dataclasses.replace(config, terms=terms)
         setup = prepare_market(config)  # the mechanism, the candidates, the partition
-        folder = RunFolder.create(args.out, config.to_dict(), config.seed, args.config)
+        folder = RunFolder.create(
+            args.out, config.to_dict(), config.seed, args.config, _engine_record(flower)
+        )
     from tbcim.market.report import summary_table
     from tbcim.market.run import run_market
 
-    summary = run_market(
-        config, folder, args.rpc_url, log=lambda line: print(line, flush=True), setup=setup
-    )
+    with engine_chain(args.rpc_url, flower is not None, config.servers) as url:
+        summary = run_market(
+            config,
+            folder,
+            url,
+            log=lambda line: print(line, flush=True),
+            setup=setup,
+            flower=flower,
+        )
     print()
     print(summary_table(summary))
     print(
@@ -94,6 +127,13 @@ def _run(args: argparse.Namespace) -> int:
     )
     sys.stdout.flush()
     return 0
+
+
+def _engine_record(flower: FlowerOptions | None) -> dict[str, Any]:
+    """What the run folder records of the engine (tbcim/market/folder.py)."""
+    from tbcim.market.folder import LOCAL_ENGINE
+
+    return dict(LOCAL_ENGINE) if flower is None else {"name": "flower", "workers": flower.workers}
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -9,6 +9,13 @@ the market again from the start on a fresh chain (the embedded chain lives in th
 was killed). Every step already recorded must give the same check value, or the resume stops
 with the step that diverged; the steps after the last recorded one are new. The run is
 deterministic in its seed, so a resumed folder is the folder an uninterrupted run writes.
+
+``config.json`` also records the training engine (``{"name": "local" | "flower", "workers": N}``,
+issue 13); a folder written before it ran on the local engine. A resume runs on the recorded
+engine: the Flower engine's EDs hold their own keys, the local engine's are the node's accounts,
+and an ED's address moves g_e by a few gas (its commitments' calldata), so the replay of the
+other engine would diverge at the calibration step. Only the number of Ray workers, which
+changes no result, may differ; the record then names the workers of the latest start.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from tbcim.results import write_json
 
 PROGRESS = "progress.json"
 CONFIG = "config.json"
+#: The engine record of a folder that has none (written before the Flower engine existed).
+LOCAL_ENGINE: dict[str, Any] = {"name": "local", "workers": None}
 
 
 class ReplayDiverged(TbcimError):
@@ -41,12 +50,19 @@ class RunFolder:
     steps: list[dict[str, Any]] = field(default_factory=list)
     status: str = "running"
     failure: dict[str, Any] | None = None
+    engine: dict[str, Any] = field(default_factory=lambda: dict(LOCAL_ENGINE))
 
     @classmethod
     def create(
-        cls, path: str | Path, config: dict[str, Any], seed: int, source: str | None
+        cls,
+        path: str | Path,
+        config: dict[str, Any],
+        seed: int,
+        source: str | None,
+        engine: dict[str, Any] | None = None,
     ) -> RunFolder:
-        """A new folder with the config used (resolved, and the file as given)."""
+        """A new folder with the config used (resolved, and the file as given) and the engine
+        (default: the local engine)."""
         folder = Path(path)
         if (folder / PROGRESS).exists():
             raise TbcimError(
@@ -54,24 +70,41 @@ class RunFolder:
                 "or choose another --out"
             )
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / CONFIG, {"seed": seed, "config": config})
+        engine = dict(LOCAL_ENGINE if engine is None else engine)
+        write_json(folder / CONFIG, {"seed": seed, "config": config, "engine": engine})
         if source is not None:
             shutil.copyfile(source, folder / ("config" + Path(source).suffix))
-        run = cls(folder, seed)
+        run = cls(folder, seed, engine=engine)
         run.save()
         return run
 
-    @classmethod
-    def resume(cls, path: str | Path) -> tuple[RunFolder, dict[str, Any]]:
-        """The folder of a stopped run and the config it used."""
+    @staticmethod
+    def saved(path: str | Path) -> dict[str, Any]:
+        """``config.json`` of the stopped run in ``path`` (its seed, config and engine), read
+        without changing the folder; a TbcimError if there is no run to resume."""
         folder = Path(path)
         if not (folder / PROGRESS).is_file() or not (folder / CONFIG).is_file():
             raise TbcimError(f"--resume: {folder} is not a market run folder (no {PROGRESS})")
         progress = json.loads((folder / PROGRESS).read_text())
         if progress.get("status") == "completed":
             raise TbcimError(f"--resume: the run in {folder} completed already")
-        saved = json.loads((folder / CONFIG).read_text())
+        saved: dict[str, Any] = json.loads((folder / CONFIG).read_text())
+        saved.setdefault("engine", dict(LOCAL_ENGINE))
+        return saved
+
+    @classmethod
+    def resume(
+        cls, path: str | Path, engine: dict[str, Any] | None = None
+    ) -> tuple[RunFolder, dict[str, Any]]:
+        """The folder of a stopped run and the config it used; ``engine`` (default: the one
+        recorded) is recorded as the engine of this start."""
+        folder = Path(path)
+        saved = RunFolder.saved(folder)
+        progress = json.loads((folder / PROGRESS).read_text())
         run = cls(folder, int(saved["seed"]), recorded=list(progress["steps"]))
+        run.engine = dict(saved["engine"] if engine is None else engine)
+        if run.engine != saved["engine"]:
+            write_json(folder / CONFIG, {**saved, "engine": run.engine})
         run.save()
         return run, saved["config"]
 

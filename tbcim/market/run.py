@@ -14,7 +14,10 @@ One task, in the paper's steps:
 5. **accept** — the requester deploys the task's FLAggregator with the winners as its ESs; each
    winner checks it and accepts, recording its EDs' Stackelberg pay V_i;
 6. **training** — the winners' EDs run BCFL on that aggregator (:class:`OnChainFL`); the global
-   model's hash is on chain;
+   model's hash is on chain. The rounds run in this process, or with the Flower engine
+   (issue 13, :mod:`tbcim.fl.flower`) with the EDs as Flower clients on Ray, each signing its
+   own transactions; the EDs' accounts are then their own keys, with which this process signs
+   their calibration and claim transactions;
 7. **attest** — after the training deadline the requester attests the accuracy of that model
    hash on its committed evaluation set (the task's test set);
 8. **settlement** — the escrow pays the ESs (their EDs' amounts carved out first), each ED
@@ -51,7 +54,7 @@ from tbcim.blockchain.fl_market import (
     bid_commitment,
     device_tree,
 )
-from tbcim.errors import TbcimError
+from tbcim.errors import ConfigError, TbcimError
 from tbcim.fl.onchain import ChainRound, Failure, OnChainFL
 from tbcim.fl.partitions import ServerTable, server_table
 from tbcim.fl.streams import derive_seed
@@ -68,6 +71,7 @@ from tbcim.results import write_bytes
 
 if TYPE_CHECKING:
     from chain_node.node import ChainNode
+    from tbcim.fl.flower.engine import FlowerOptions
 
 #: Stream purposes of this module (after tbcim.market.training's 100-101).
 SALTS = 102
@@ -237,6 +241,10 @@ class MarketRun:
     folder: RunFolder
     setup: MarketSetup
     log: Callable[[str], None] = print
+    #: The Flower engine's options (None: the local engine trains every ED in this process).
+    flower: FlowerOptions | None = None
+    #: Whether the EDs' accounts are their own keys (:func:`node_for`), funded here.
+    ed_keys: bool = False
     market: FLMarketClient = field(init=False)
 
     def __post_init__(self) -> None:
@@ -289,13 +297,24 @@ class MarketRun:
                 f"`tbcim market run --resume {self.folder.path}`"
             ) from err
 
+    @property
+    def engine(self) -> str:
+        """The training engine: ``local`` or ``flower``."""
+        return "local" if self.flower is None else "flower"
+
     def _run(self) -> dict[str, Any]:
         c = self.config
+        workers = "" if self.flower is None else f" x{self.flower.workers}"
         self.log(
-            f"market on {self.node.backend}: {c.servers} ESs with {self.counts} candidate EDs, "
-            f"{c.terms.tasks} tasks, mechanism {self.mechanism.name}, seed {c.seed}"
+            f"market on {self.node.backend} ({self.engine} engine{workers}): {c.servers} ESs "
+            f"with {self.counts} candidate EDs, {c.terms.tasks} tasks, mechanism "
+            f"{self.mechanism.name}, seed {c.seed}"
         )
         with self.phase(None, "calibration"):
+            if self.ed_keys:  # the EDs' own keys pay their gas from the requester's ether
+                from tbcim.fl.flower.spec import ED_FUNDS_WEI
+
+                self.node.fund(self.node.devices, ED_FUNDS_WEI)
             self.node.keep_logs("FLMarket")  # for chain/market_logs.json (verify)
             self.market = FLMarketClient.deploy(self.node, self.node.requester)
             self.market_block = self.node.block_number
@@ -531,7 +550,12 @@ class MarketRun:
             result.seconds_by_phase[key] = r.train_seconds + r.chain_seconds
 
         with self.phase(result, "training"):
-            result.rounds = onchain.run(rounds, failures, on_round)
+            if self.flower is None:
+                result.rounds = onchain.run(rounds, failures, on_round)
+            else:
+                from tbcim.fl.flower.engine import run_flower_rounds
+
+                result.rounds = run_flower_rounds(onchain, rounds, failures, on_round, self.flower)
         if self.node.block_number > terms.training_deadline:
             raise ChainError(
                 f"training ended at block {self.node.block_number}, after the training "
@@ -652,6 +676,9 @@ class MarketRun:
             "model_sha256": self.mechanism.model_sha256,
             "seed": self.config.seed,
             "backend": self.node.backend,
+            "engine": self.engine,
+            "workers": None if self.flower is None else self.flower.workers,
+            "ed_keys": self.ed_keys,  # the EDs' accounts are their own keys (node_for)
             "market_contract": self.market.contract.address,
             "market_block": self.market_block,
             "server_accounts": list(self.node.servers),
@@ -671,13 +698,43 @@ class MarketRun:
         }
 
 
-def node_for(config: MarketConfig, setup: MarketSetup, rpc_url: str | None) -> ChainNode:
+def check_engine(config: MarketConfig, rpc_url: str | None, flower: bool, ed_keys: bool) -> None:
+    """What the Flower engine (``flower``) or the EDs' own keys need, checked before any work:
+    a JSON-RPC node (Ray workers are other processes and cannot see the embedded chain, whose
+    accounts are its own keys) and, for the Flower engine, an attack it can run
+    (:func:`tbcim.fl.flower.engine.check_flower_config`)."""
+    if (flower or ed_keys) and not rpc_url:
+        raise ConfigError(
+            "--rpc-url",
+            "the Flower engine's EDs sign with their own keys and run in other processes: "
+            "they need a JSON-RPC node (anvil started by `tbcim market run`, or --rpc-url), "
+            "not the embedded chain",
+        )
+    if flower:
+        from tbcim.fl.flower.engine import check_flower_config
+
+        check_flower_config(config.training.run.fl.attack)
+
+
+def node_for(
+    config: MarketConfig, setup: MarketSetup, rpc_url: str | None, ed_keys: bool = False
+) -> ChainNode:
     """The chain: an external node at ``rpc_url``, else the embedded py-evm chain. It holds the
-    requester, the ESs and one account per candidate ED."""
+    requester, the ESs and one account per candidate ED. With ``ed_keys`` (the Flower engine's
+    EDs; a JSON-RPC node only) the EDs' accounts are their own keys
+    (:func:`tbcim.fl.flower.spec.ed_account`), with which the node signs their transactions."""
     from chain_node.node import ChainNode
 
     fl = config.training.run.fl
     n, eds = config.servers, sum(setup.counts)
+    check_engine(config, rpc_url, False, ed_keys)
+    if rpc_url and ed_keys:
+        from tbcim.fl.flower.spec import ed_account
+
+        keys = [ed_account(fl.seed, ed) for ed in range(eds)]
+        return ChainNode.connect(
+            rpc_url, n_servers=n, n_devices=eds, seed=fl.seed, device_keys=keys
+        )
     if rpc_url:
         return ChainNode.connect(rpc_url, n_servers=n, n_devices=eds, seed=fl.seed)
     return ChainNode.embedded(n_servers=n, n_devices=eds, seed=fl.seed)
@@ -689,11 +746,22 @@ def run_market(
     rpc_url: str | None = None,
     log: Callable[[str], None] = print,
     setup: MarketSetup | None = None,
+    flower: FlowerOptions | None = None,
+    ed_keys: bool = False,
 ) -> dict[str, Any]:
     """Run the market into ``folder`` and write its results; returns the summary. ``setup``
-    (default: :func:`prepare_market`) lets a caller check it before creating the folder."""
+    (default: :func:`prepare_market`) lets a caller check it before creating the folder.
+
+    ``flower`` trains on the Flower engine (:mod:`tbcim.fl.flower`; ``rpc_url`` required), whose
+    EDs hold their own keys. ``ed_keys`` gives the local engine's EDs those keys too: an ED's
+    address enters its commit-reveal commitments, so g_e (32), and with it the bids, moves by a
+    few gas with the EDs' addresses; with the same keys the two engines differ in nothing
+    else (tests/market/test_market_flower.py)."""
+    keys = ed_keys or flower is not None
+    check_engine(config, rpc_url, flower is not None, keys)
     setup = setup or prepare_market(config)
-    run = MarketRun(config, node_for(config, setup, rpc_url), folder, setup, log)
+    node = node_for(config, setup, rpc_url, keys)
+    run = MarketRun(config, node, folder, setup, log, flower, keys)
     summary = run.run()
     write_run(folder.path, summary, run.node)
     return summary
