@@ -1,25 +1,32 @@
-"""Issue 13's scaling benchmark: the digits task with 10 to 160 EDs on the local engine and on
+"""Issue 13's scaling benchmark: the digits task with 10 to 1,000 EDs on the local engine and on
 the Flower engine (Ray) at 1 and 2 workers, every run on a fresh anvil node; one JSON row per
 (EDs, engine, workers) with the issue's keys, and the projection to a 100-node Ray cluster.
 
-    python scripts/bench_scale.py --json results/bench_scale.json [--eds 10,100,160] \
+    python scripts/bench_scale.py --json results/bench_scale.json [--eds 10,100,1000] \
         [--rounds 2] [--engines local,flower] [--workers 1,2] [--block-time 12]
 
 **The task** (:func:`scale_config`): digits, the smallest model (``mlp``: 64-32-10, 2,410
 parameters), the IID partition (digits has 1,212 training images after the validation and
-test splits: 160 EDs hold 7 or 8 each; the IID split gives every ED a share at any size, where
-a Dirichlet draw may leave an ED with none), δ1 = 2 local epochs of one full batch each
-(``batch_size`` 2,048 exceeds every shard): 2 local steps per ED at every size. 5 ESs, the EDs
-spread evenly over them, no attacker, no failed ES, the aggregator's default thresholds;
-anvil gets 30M-gas blocks. The sizes stop at :func:`max_eds` (160): one aggregator task takes
-no more submitters per round (its aggregation transaction carries a chunk of every
-submitter's update and must fit the per-transaction gas and byte caps), so ``--eds 1000`` is
-refused before any work.
+test splits: 1,000 EDs hold 1 or 2 each, 100 EDs 12 or 13; the IID split gives every ED a share
+at any size, where a Dirichlet draw may leave an ED with none), δ1 = 2 local epochs of one full
+batch each (``batch_size`` 2,048 exceeds every shard): 2 local steps per ED at every size.
+5 ESs, the EDs spread evenly over them, no attacker, no failed ES, the aggregator's default
+thresholds; anvil gets 30M-gas blocks.
+
+**More EDs than one aggregator takes.** One aggregator task takes at most :func:`max_eds`
+(160) submitters per round at this model: its aggregation transaction carries a chunk of every
+submitter's update and must fit the per-transaction gas and byte caps (2^24 gas, 128 KiB).
+A larger population is shared out over :func:`tasks_for` aggregator tasks on the same chain
+(:func:`tbcim.fl.onchain.split_population`: ED i in task i mod k; 1,000 EDs make 7 tasks of
+142 or 143), each with its own contract and global model. In an FL round the tasks' rounds
+run one after the other: the local engine in this process, the Flower engine inside one
+Flower run (:func:`tbcim.fl.flower.engine.run_flower_tasks`: one Ray start, one discovery of
+all 1,000 EDs). A row's round is the FL round over all its tasks.
 
 **A row's numbers** (per FL round, mean over the rounds after the first, which also pays the
 Flower workers' imports and task build: ``first_round_s``; with one round, that round).
-``round_s`` of each round is timed around the round loop's own ``run_round``, so the EDs'
-funding, Ray's start and the Flower discovery message are not in it (``setup_s``,
+``round_s`` of each round is timed around the round loop (every task's ``run_round``), so the
+EDs' funding, Ray's start and the Flower discovery message are not in it (``setup_s``,
 ``start_s``):
 
 - ``s_per_round``: the round's wall time;
@@ -27,7 +34,8 @@ funding, Ray's start and the Flower discovery message are not in it (``setup_s``
   ED (``ChainRound.train_seconds``). Flower engine: the sum over EDs of the time each spends
   reading the global model from the chain and training (the ``train_s`` its ``ClientApp``
   reports), divided by ``workers`` (the EDs that train at once);
-- ``chain_s``: the chain's share. Local engine: ``ChainRound.chain_seconds`` (opening the
+- ``chain_s``: the chain's share (with several tasks, summed over them). Local engine:
+  ``ChainRound.chain_seconds`` (opening the
   round, every ED's commit and submission sent from this process, the blocks, the deadline,
   aggregation, the model read back). Flower engine: what the ``ServerApp`` does on chain
   (``ChainRound.chain_seconds`` less the wall time of the ``train.submit`` phase) plus the
@@ -106,15 +114,6 @@ class Plan:
                 f"{DIGITS_TRAIN} (digits' training images)",
             )
         unknown = [e for e in self.engines if e not in ENGINES]
-        too_many = [n for n in self.eds if n > max_eds()]
-        if too_many:
-            raise ConfigError(
-                "--eds",
-                f"{too_many}: the aggregator contract takes at most {max_eds()} submitters per "
-                f"round at this model ({MODEL_PARAMS} parameters): one aggregation transaction "
-                "carries a chunk of every submitter's update and must fit the per-transaction "
-                "gas and byte caps (tbcim.blockchain.aggregator.tx_bounds)",
-            )
         if unknown or not self.engines:
             raise ConfigError("--engines", f"unknown engine(s) {unknown}; known: {list(ENGINES)}")
         if "flower" in self.engines and (not self.workers or min(self.workers) < 1):
@@ -131,6 +130,12 @@ class Plan:
         if "flower" in self.engines:
             out += [(n, "flower", w) for w in self.workers for n in self.eds]
         return out
+
+
+def tasks_for(eds: int) -> int:
+    """Aggregator tasks a population of ``eds`` EDs is shared out over: the fewest that keep
+    each within :func:`max_eds`."""
+    return -(-eds // max_eds())
 
 
 def max_eds() -> int:
@@ -157,7 +162,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Plan]:
     """The arguments and the plan, every value checked before any work."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--json", type=Path, required=True)
-    parser.add_argument("--eds", type=_list, default=(10, 100, 160))
+    parser.add_argument("--eds", type=_list, default=(10, 100, 1000))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--engines", type=lambda t: tuple(t.split(",")), default=ENGINES)
     parser.add_argument("--workers", type=_list, default=(1, 2))
@@ -427,25 +432,31 @@ def _wrapped(owner: Any, name: str, wrap: Callable[[Any], Any]) -> Iterator[None
 
 
 def _timing(
-    record: ChainRound, round_s: float, train_s: float, chain_s: float, ed_chain_s: float = 0.0
+    records: Sequence[ChainRound],
+    round_s: float,
+    train_s: float,
+    chain_s: float,
+    ed_chain_s: float = 0.0,
 ) -> RoundTiming:
+    """One FL round's timing over its tasks' records (gas and EDs summed)."""
     return RoundTiming(
         round_s=round_s,
         train_s=train_s,
         chain_s=chain_s,
-        gas=record.gas,
-        ed_gas=sum(record.ed_gas.values()),
-        participants=len(record.participants),
-        accepted=len(record.accepted),
+        gas=sum(r.gas for r in records),
+        ed_gas=sum(sum(r.ed_gas.values()) for r in records),
+        participants=sum(len(r.participants) for r in records),
+        accepted=sum(len(r.accepted) for r in records),
         ed_chain_s=ed_chain_s,
     )
 
 
-def _build(config: FLRunConfig, url: str, flower: bool) -> OnChainFL:
-    """The task and the aggregator on the node at ``url`` (as ``tbcim fl run`` builds them)."""
+def _build(config: FLRunConfig, url: str, flower: bool) -> list[OnChainFL]:
+    """The task's EDs and their aggregator task(s) on the node at ``url`` (one aggregator as
+    ``tbcim fl run`` builds it, or :func:`tasks_for` of them)."""
     from chain_node.node import ChainNode
     from tbcim.fl.flower.engine import flower_devices
-    from tbcim.fl.onchain import OnChainFL
+    from tbcim.fl.onchain import split_population
     from tbcim.fl.task import build_task
 
     c = config.chain
@@ -453,23 +464,27 @@ def _build(config: FLRunConfig, url: str, flower: bool) -> OnChainFL:
         url, n_servers=c.servers, n_devices=0 if flower else c.eds, seed=config.fl.seed
     )
     task = build_task(config.fl, n_eds=c.eds)
-    return OnChainFL(
+    return split_population(
         node,
         task,
         [ed // c.eds_per_server for ed in range(c.eds)],
         c.aggregator(task.num_params),
-        c.bootstrap_reference,
+        tasks_for(c.eds),
+        bootstrap=c.bootstrap_reference,
         device_accounts=flower_devices(config.fl.seed, c.eds) if flower else None,
     )
 
 
-def run_local(fl: OnChainFL, rounds: int) -> list[RoundTiming]:
+def run_local(tasks: Sequence[OnChainFL], rounds: int) -> list[RoundTiming]:
+    """Each FL round: every task's round in turn, in this process."""
     out = []
     for r in range(rounds):
         started = time.perf_counter()
-        record = fl.run_round(r)
+        records = [fl.run_round(r) for fl in tasks]
         round_s = time.perf_counter() - started
-        out.append(_timing(record, round_s, record.train_seconds, record.chain_seconds))
+        train = sum(rec.train_seconds for rec in records)
+        chain = sum(rec.chain_seconds for rec in records)
+        out.append(_timing(records, round_s, train, chain))
     return out
 
 
@@ -499,11 +514,13 @@ def timed_client_app() -> Any:
     return app
 
 
-def run_flower(fl: OnChainFL, rounds: int, workers: int) -> tuple[list[RoundTiming], float]:
+def run_flower(
+    tasks: Sequence[OnChainFL], rounds: int, workers: int
+) -> tuple[list[RoundTiming], float]:
     """The rounds on the Flower engine (Ray already started), and the seconds from the call to
     the first round's start (the EDs' funding, the actors' start, discovery)."""
     from tbcim.fl.flower import client_app as engine_app
-    from tbcim.fl.flower.engine import FlowerOptions, run_flower_rounds
+    from tbcim.fl.flower.engine import FlowerOptions, run_flower_tasks
     from tbcim.fl.flower.server_app import ChainRoundControl
     from tbcim.fl.flower.spec import COMMIT, SUBMIT
 
@@ -549,12 +566,12 @@ def run_flower(fl: OnChainFL, rounds: int, workers: int) -> tuple[list[RoundTimi
 
     timings: list[RoundTiming] = []
 
-    def on_round(record: ChainRound) -> None:
-        server_chain = record.chain_seconds - submit_s[-1]
+    def on_round(records: list[ChainRound]) -> None:
+        server_chain = sum(r.chain_seconds for r in records) - sum(submit_s)
         train, chain, ed_chain = flower_round(server_chain, ed_train, ed_handler, workers)
-        ed_train.clear()
-        ed_handler.clear()
-        timings.append(_timing(record, round_s[-1], train, chain, ed_chain))
+        for measured in (ed_train, ed_handler, submit_s):
+            measured.clear()
+        timings.append(_timing(records, round_s[-1], train, chain, ed_chain))
 
     called = time.perf_counter()
     with (
@@ -563,7 +580,7 @@ def run_flower(fl: OnChainFL, rounds: int, workers: int) -> tuple[list[RoundTimi
         _wrapped(ChainRoundControl, "run_round", run_round),
         _wrapped(engine_app, "app", lambda _: timed_client_app()),
     ):
-        run_flower_rounds(fl, rounds, (), on_round, FlowerOptions(workers=workers))
+        run_flower_tasks(tasks, rounds, (), on_round, FlowerOptions(workers=workers))
     return timings, first_start[0] - called
 
 
@@ -580,18 +597,19 @@ def run_row(eds: int, engine: str, workers: int, rounds: int, rss: PeakRss) -> d
 
     node_args = ("--gas-limit", str(BLOCK_GAS_LIMIT), "--balance", str(ANVIL_BALANCE_ETHER))
     with running_anvil(*node_args, accounts=accounts) as url:
-        fl = _build(config, url, flower)
+        tasks = _build(config, url, flower)
         setup_s = time.perf_counter() - started
         if flower:
-            timings, start_s = run_flower(fl, rounds, workers)
+            timings, start_s = run_flower(tasks, rounds, workers)
         else:
-            timings, start_s = run_local(fl, rounds), 0.0
+            timings, start_s = run_local(tasks, rounds), 0.0
         peak = rss.peak_mb()
     row = make_row(
         eds, engine, workers, timings, setup_s=setup_s, start_s=start_s, peak_rss_mb=peak
     )
-    row["num_params"] = fl.task.num_params
-    row["round_blocks"] = fl.client.config.round_blocks
+    row["tasks"] = len(tasks)
+    row["num_params"] = tasks[0].task.num_params
+    row["round_blocks"] = max(fl.client.config.round_blocks for fl in tasks)
     return row
 
 

@@ -150,6 +150,14 @@ def test_max_eds_is_the_largest_multiple_of_the_ess_whose_aggregation_fits(
     assert n % bench.SERVERS == 0 and fits(n) and not fits(n + bench.SERVERS)
 
 
+def test_a_population_is_shared_out_over_the_fewest_tasks_within_max_eds(
+    bench: ModuleType,
+) -> None:
+    n = bench.max_eds()
+    assert [bench.tasks_for(e) for e in (10, n, n + 5, 1000)] == [1, 1, 2, -(-1000 // n)]
+    assert -(-1000 // bench.tasks_for(1000)) <= n
+
+
 def test_plan_runs_local_first_then_flower_by_workers(bench: ModuleType) -> None:
     plan = bench.Plan((10, 20), ("flower", "local"), (2, 1), 2, 12.0)
     assert plan.runs() == [
@@ -186,7 +194,7 @@ def test_tree_rss_counts_the_children(bench: ModuleType) -> None:
     [
         (["--eds", "7"], "--eds", "multiple of the 5 ESs"),
         (["--eds", "0"], "--eds", "multiple"),
-        (["--eds", "1000"], "--eds", "at most 160 submitters"),
+        (["--eds", "1215"], "--eds", "to 1212 (digits' training images)"),
         (["--engines", "local,ray"], "--engines", "unknown engine(s) ['ray']"),
         (["--workers", "0"], "--workers", "positive"),
         (["--workers", "2,0"], "--workers", "positive"),
