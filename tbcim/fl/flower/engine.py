@@ -207,7 +207,11 @@ def run_flower_tasks(
     expected = flower_devices(task_config.seed, len(fl.devices))
     if fl.devices != expected:
         raise ConfigError("devices", "the task's ED accounts are not the EDs' own keys")
-    fl.node.fund([fl.devices[ed] for t in tasks for ed in t.registered], ED_FUNDS_WEI)
+    # Fund the EDs that have not been (a market funds its EDs before its calibration).
+    accounts = [fl.devices[ed] for t in tasks for ed in t.registered]
+    unfunded = [a for a in accounts if fl.node.w3.eth.get_balance(a) < ED_FUNDS_WEI // 2]
+    if unfunded:
+        fl.node.fund(unfunded, ED_FUNDS_WEI)
     spec = RunSpec(
         rpc_url=rpc_url,
         tasks=[
