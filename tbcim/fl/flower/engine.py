@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_utils import to_checksum_address
+
 from tbcim.errors import ConfigError, TbcimError
 from tbcim.fl.flower.server_app import ChainRoundControl, FlowerEngineError, server_app
 from tbcim.fl.flower.spec import ED_FUNDS_WEI, AggregatorSpec, RunSpec, ed_account
@@ -209,7 +211,8 @@ def run_flower_tasks(
         raise ConfigError("devices", "the task's ED accounts are not the EDs' own keys")
     # Fund the EDs that have not been (a market funds its EDs before its calibration).
     accounts = [fl.devices[ed] for t in tasks for ed in t.registered]
-    unfunded = [a for a in accounts if fl.node.w3.eth.get_balance(a) < ED_FUNDS_WEI // 2]
+    balance = fl.node.w3.eth.get_balance
+    unfunded = [a for a in accounts if balance(to_checksum_address(a)) < ED_FUNDS_WEI // 2]
     if unfunded:
         fl.node.fund(unfunded, ED_FUNDS_WEI)
     spec = RunSpec(
