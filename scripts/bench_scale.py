@@ -177,7 +177,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Plan]:
 
 
 def scale_config(eds: int, rounds: int, seed: int = 0) -> FLRunConfig:
-    """The benchmark's task with ``eds`` EDs (see the module docstring)."""
+    """The benchmark's task for a population of ``eds`` EDs (see the module docstring). Its
+    ``[chain]`` table is one aggregator task's: its EDs per ES cover the largest task's share
+    of the population (all of it when one task takes it)."""
     from tbcim.fl.config import FLConfig
     from tbcim.fl.runner import ChainConfig, FLRunConfig
 
@@ -191,7 +193,9 @@ def scale_config(eds: int, rounds: int, seed: int = 0) -> FLRunConfig:
         global_rounds=rounds,
         seed=seed,
     )
-    return FLRunConfig(fl=fl, chain=ChainConfig(servers=SERVERS, eds_per_server=eds // SERVERS))
+    per_task = -(-eds // tasks_for(eds))
+    chain = ChainConfig(servers=SERVERS, eds_per_server=-(-per_task // SERVERS))
+    return FLRunConfig(fl=fl, chain=chain)
 
 
 # --- the arithmetic (tested on hand-made numbers) -------------------------------------------
@@ -451,9 +455,9 @@ def _timing(
     )
 
 
-def _build(config: FLRunConfig, url: str, flower: bool) -> list[OnChainFL]:
-    """The task's EDs and their aggregator task(s) on the node at ``url`` (one aggregator as
-    ``tbcim fl run`` builds it, or :func:`tasks_for` of them)."""
+def _build(config: FLRunConfig, eds: int, url: str, flower: bool) -> list[OnChainFL]:
+    """The population of ``eds`` EDs and their aggregator task(s) on the node at ``url`` (one
+    aggregator as ``tbcim fl run`` builds it, or :func:`tasks_for` of them)."""
     from chain_node.node import ChainNode
     from tbcim.fl.flower.engine import flower_devices
     from tbcim.fl.onchain import split_population
@@ -461,17 +465,18 @@ def _build(config: FLRunConfig, url: str, flower: bool) -> list[OnChainFL]:
 
     c = config.chain
     node = ChainNode.connect(
-        url, n_servers=c.servers, n_devices=0 if flower else c.eds, seed=config.fl.seed
+        url, n_servers=c.servers, n_devices=0 if flower else eds, seed=config.fl.seed
     )
-    task = build_task(config.fl, n_eds=c.eds)
+    task = build_task(config.fl, n_eds=eds)
+    tasks = tasks_for(eds)
     return split_population(
         node,
         task,
-        [ed // c.eds_per_server for ed in range(c.eds)],
-        c.aggregator(task.num_params),
-        tasks_for(c.eds),
+        [ed * c.servers // eds for ed in range(eds)],  # the EDs spread evenly over the ESs
+        c.aggregator(task.num_params, max_workers=-(-eds // tasks)),
+        tasks,
         bootstrap=c.bootstrap_reference,
-        device_accounts=flower_devices(config.fl.seed, c.eds) if flower else None,
+        device_accounts=flower_devices(config.fl.seed, eds) if flower else None,
     )
 
 
@@ -597,7 +602,7 @@ def run_row(eds: int, engine: str, workers: int, rounds: int, rss: PeakRss) -> d
 
     node_args = ("--gas-limit", str(BLOCK_GAS_LIMIT), "--balance", str(ANVIL_BALANCE_ETHER))
     with running_anvil(*node_args, accounts=accounts) as url:
-        tasks = _build(config, url, flower)
+        tasks = _build(config, eds, url, flower)
         setup_s = time.perf_counter() - started
         if flower:
             timings, start_s = run_flower(tasks, rounds, workers)
@@ -659,7 +664,13 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{machine_label()}, {os.cpu_count()} CPUs",
         "definitions": (__doc__ or "").split("**A row's numbers**")[1].split("The projection")[0],
     }
-    tables = {f"config_{n}": scale_config(n, plan.rounds).to_dict() for n in plan.eds}
+    tables = {
+        f"config_{n}": {
+            **scale_config(n, plan.rounds).to_dict(),
+            "population": {"eds": n, "tasks": tasks_for(n)},
+        }
+        for n in plan.eds
+    }
     out.update(provenance("scripts/bench_scale.py", argv, None, **tables))
     write_json(args.json, out)
     for goal, check in out["goals"].items():

@@ -158,6 +158,16 @@ def test_a_population_is_shared_out_over_the_fewest_tasks_within_max_eds(
     assert -(-1000 // bench.tasks_for(1000)) <= n
 
 
+def test_the_chain_table_is_one_tasks_and_fits_the_largest_share(bench: ModuleType) -> None:
+    """The population's chain table covers its largest task's share and no more than one
+    aggregator takes (scale_config raises otherwise: 1,000 EDs in one table did)."""
+    n = bench.max_eds()
+    for eds in (10, n, 1000):
+        share = -(-eds // bench.tasks_for(eds))
+        chain = bench.scale_config(eds, 2).chain
+        assert share <= chain.eds <= n and chain.eds - share < bench.SERVERS
+
+
 def test_plan_runs_local_first_then_flower_by_workers(bench: ModuleType) -> None:
     plan = bench.Plan((10, 20), ("flower", "local"), (2, 1), 2, 12.0)
     assert plan.runs() == [

@@ -66,10 +66,12 @@ class ChainConfig:
     def eds(self) -> int:
         return self.servers * self.eds_per_server
 
-    def aggregator(self, num_params: int) -> AggregatorConfig:
+    def aggregator(self, num_params: int, max_workers: int | None = None) -> AggregatorConfig:
+        """The ``[chain]`` table's aggregator settings for a model of ``num_params``, taking
+        ``max_workers`` EDs (default: every ED of the table)."""
         return AggregatorConfig(
             num_params=num_params,
-            max_workers=self.eds,
+            max_workers=self.eds if max_workers is None else max_workers,
             commit_blocks=self.commit_blocks,
             round_blocks=self.round_blocks,
             grace_blocks=self.grace_blocks,
