@@ -157,6 +157,50 @@ def _shared_ray() -> Iterator[None]:
         raybackend.RayBackend = original  # type: ignore[misc]
 
 
+@contextlib.contextmanager
+def _one_pass_delivery() -> Iterator[None]:
+    """Flower's simulation runtime hands the SuperNodes' messages to the workers from a thread
+    that, every 0.1 s, asks its in-memory LinkState for each node's next message, and each ask
+    checks and scans every stored message: nodes × messages per sweep (``flwr`` 1.42.0,
+    ``vce_api.add_messages_to_queue`` and ``InMemoryLinkState.get_message_ins``). With 1,000
+    EDs that thread alone kept a core busy while a task's 143 messages were out. This
+    replacement checks the stored messages once per sweep (their time to live, their
+    federation: ``_check_stored_messages``) and finds every node's next undelivered message in
+    one pass under the state's lock, still one message per node per sweep, marked delivered
+    as Flower marks them. Another LinkState keeps Flower's own thread."""
+    from flwr.server.superlink.fleet.vce import vce_api
+    from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
+    from flwr.supercore.date import now
+
+    original = vce_api.add_messages_to_queue
+
+    def add_messages_to_queue(state: Any, queue: Any, nodes_mapping: Any, f_stop: Any) -> None:
+        if not isinstance(state, InMemoryLinkState):
+            original(state, queue, nodes_mapping, f_stop)
+            return
+        nodes = set(nodes_mapping)
+        while not f_stop.is_set():
+            with state.lock:
+                state._check_stored_messages(set(state.message_ins_store))
+                due: dict[int, Any] = {}
+                for message in state.message_ins_store.values():
+                    meta = message.metadata
+                    if meta.delivered_at == "" and meta.dst_node_id in nodes:
+                        due.setdefault(meta.dst_node_id, message)
+                delivered_at = now().isoformat()
+                for message in due.values():
+                    message.metadata.delivered_at = delivered_at
+            for message in due.values():
+                queue.put(message)
+            f_stop.wait(0.1)
+
+    vce_api.add_messages_to_queue = add_messages_to_queue
+    try:
+        yield
+    finally:
+        vce_api.add_messages_to_queue = original
+
+
 def _root_cause(err: BaseException) -> BaseException:
     while err.__cause__ is not None:
         err = err.__cause__
@@ -252,7 +296,7 @@ def run_flower_tasks(
         },
     }
     app = server_app(control, rounds, down, record)
-    with ray_session(options.workers), _shared_ray():
+    with ray_session(options.workers), _shared_ray(), _one_pass_delivery():
         try:
             run_simulation(app, client_app, len(fl.devices), backend_config=backend)
         except TbcimError:
