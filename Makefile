@@ -32,8 +32,9 @@ demo: setup
 	$(BIN)/tbcim market run --config configs/market/default.toml --out $(DEMO_RUN)
 	$(BIN)/tbcim market verify $(DEMO_RUN)
 
+# Two test workers (one per core); the Flower tests share one of them, hence loadgroup.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # Every figure of both papers from fresh runs, each claim checked (docs/figures.md); the quick
 # sizes. The full sizes: drop --quick (hours; docs/figures.md gives the time).

@@ -148,7 +148,7 @@ def compile_contracts(contracts_dir: str | Path | None = None) -> dict[str, Cont
     else:
         output = _run_compiler(standard_input, solc, directory)
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")  # test workers compile at once
         tmp.write_text(json.dumps(output))
         tmp.replace(cache_file)
     artifacts: dict[str, ContractArtifact] = {}

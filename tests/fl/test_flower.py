@@ -25,7 +25,8 @@ from tbcim.fl.onchain import OnChainFL
 from tbcim.fl.runner import ChainConfig, FailureConfig, FLRunConfig, run_fl
 from tbcim.fl.task import build_task
 
-pytestmark = pytest.mark.anvil
+# xdist_group: every Flower test on one test worker, so Ray starts once (tests/conftest.py).
+pytestmark = [pytest.mark.anvil, pytest.mark.xdist_group("ray")]
 
 N_ES, PER_ES = 3, 2
 N_EDS = N_ES * PER_ES

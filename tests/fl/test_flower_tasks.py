@@ -17,7 +17,8 @@ from tbcim.fl.onchain import ChainRound, split_population
 from tbcim.fl.runner import ChainConfig
 from tbcim.fl.task import build_task
 
-pytestmark = pytest.mark.anvil
+# xdist_group: every Flower test on one test worker, so Ray starts once (tests/conftest.py).
+pytestmark = [pytest.mark.anvil, pytest.mark.xdist_group("ray")]
 
 N_ES, N_EDS, N_TASKS, ROUNDS, SEED = 2, 6, 2, 2, 13
 OWNERS = [ed % N_ES for ed in range(N_EDS)]

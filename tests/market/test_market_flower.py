@@ -27,7 +27,8 @@ from tbcim.market.run import run_market
 
 from .config_files import write_toml
 
-pytestmark = pytest.mark.anvil
+# xdist_group: every Flower test on one test worker, so Ray starts once (tests/conftest.py).
+pytestmark = [pytest.mark.anvil, pytest.mark.xdist_group("ray")]
 
 # The smallest market that trains and pays: 3 ESs (ranet-exact tbcim-3) with 2-3 candidate EDs
 # each, one task of two rounds, a low target so that it pays and the settlement has claims.
